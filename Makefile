@@ -1,0 +1,58 @@
+# noboxweb: `make run` serves the app on embedded defaults, `make test` runs every check.
+# Each target installs what it needs first (a virtualenv in .venv, npm packages in node_modules).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+SIM_PORT ?= 8808
+# Embedded defaults for a local run: DEBUG on, SQLite and secrets under var/, in-memory layer.
+RUN_ENV := DEBUG=$${DEBUG:-1}
+
+.PHONY: run demo test lint typecheck pytest simulator bench setup clean
+
+run: setup
+	$(RUN_ENV) $(BIN)/python manage.py migrate --noinput
+	$(RUN_ENV) $(BIN)/python manage.py ensure_admin
+	@echo "Serving noboxweb at http://$(HOST):$(PORT)/"
+	$(RUN_ENV) $(BIN)/daphne -b $(HOST) -p $(PORT) noboxweb.asgi:application
+
+# Offline demo: the Nobox simulator on SIM_PORT and the app pointed at it, with its own database
+# under var/demo/ and a user "demo" who already has a (simulator) token.
+DEMO_ENV := $(RUN_ENV) NOBOX_VAR_DIR=var/demo NOBOX_BASE_URL=http://127.0.0.1:$(SIM_PORT)/_f_
+demo: setup
+	$(DEMO_ENV) $(BIN)/python manage.py migrate --noinput
+	$(DEMO_ENV) $(BIN)/python manage.py ensure_admin --username demo --password demo-password
+	echo "sim-demo-token" | $(DEMO_ENV) $(BIN)/python manage.py set_nobox_token demo
+	$(BIN)/python -m chat.nobox.simulator --port $(SIM_PORT) & sim=$$!; \
+	trap "kill $$sim" EXIT INT TERM; \
+	echo "Sign in at http://$(HOST):$(PORT)/ as demo / demo-password, pick a model, chat."; \
+	$(DEMO_ENV) $(BIN)/daphne -b $(HOST) -p $(PORT) noboxweb.asgi:application
+
+simulator: setup
+	$(BIN)/python -m chat.nobox.simulator --port $(SIM_PORT)
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+	$(BIN)/pytest
+
+bench: setup
+	$(BIN)/python bench/run.py
+
+setup: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+clean:
+	rm -rf $(VENV) node_modules staticfiles

@@ -1,0 +1,27 @@
+"""Every object lookup for a user goes through here: another user's object does not exist."""
+
+from __future__ import annotations
+
+from django.http import Http404
+
+from chat.models import Conversation, User
+
+
+class NotFound(Exception):
+    """The object does not exist for this user (whether it exists for anyone is not said)."""
+
+
+def conversation_for(user: User, public_id: object) -> Conversation:
+    if not isinstance(public_id, str) or not public_id or len(public_id) > 32:
+        raise NotFound
+    try:
+        return Conversation.objects.get(public_id=public_id, owner=user)
+    except Conversation.DoesNotExist as exc:
+        raise NotFound from exc
+
+
+def conversation_or_404(user: User, public_id: str) -> Conversation:
+    try:
+        return conversation_for(user, public_id)
+    except NotFound as exc:
+        raise Http404("No such conversation") from exc

@@ -1,0 +1,18 @@
+"""Mark replies orphaned by a dead server process as interrupted (each daphne process also does
+this every REPLY_SWEEP_INTERVAL seconds; this command is for cron or after a full outage)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from chat.replies import sweep_orphans
+
+
+class Command(BaseCommand):
+    help = "Mark streaming replies with a stale heartbeat as interrupted."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        swept = sweep_orphans()
+        self.stdout.write(f"Marked {len(swept)} orphaned replies as interrupted.")

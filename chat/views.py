@@ -1,0 +1,142 @@
+"""Pages: the chat, token settings, and small JSON endpoints the chat page uses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from chat import tokens, upstream
+from chat.access import conversation_or_404
+from chat.forms import RenameForm, TokenForm
+from chat.models import Conversation, NoboxToken, User
+from chat.nobox import InvalidToken, NoboxError
+
+SIDEBAR_SIZE = 200
+
+
+def _user(request: HttpRequest) -> User:
+    user = request.user
+    assert isinstance(user, User)
+    return user
+
+
+def _chat_page(request: HttpRequest, conversation: Conversation | None) -> HttpResponse:
+    user = _user(request)
+    messages_data = [m.to_wire() for m in conversation.messages.all()] if conversation else []
+    page_data: dict[str, Any] = {
+        "conversation": conversation.public_id if conversation else None,
+        "model": conversation.model if conversation else "",
+        "system": conversation.system_prompt if conversation else "",
+        "temperature": conversation.temperature if conversation else None,
+        "max_tokens": conversation.max_tokens if conversation else None,
+        "messages": messages_data,
+        "has_token": NoboxToken.objects.filter(user=user).exists(),
+    }
+    return render(request, "chat/chat.html", {
+        "conversations": user.conversations.only("public_id", "title", "updated_at")[:SIDEBAR_SIZE],
+        "conversation": conversation,
+        "page_data": page_data,
+    })
+
+
+@login_required
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    return _chat_page(request, None)
+
+
+@login_required
+@require_GET
+def conversation(request: HttpRequest, public_id: str) -> HttpResponse:
+    return _chat_page(request, conversation_or_404(_user(request), public_id))
+
+
+@login_required
+@require_POST
+def rename(request: HttpRequest, public_id: str) -> HttpResponse:
+    target = conversation_or_404(_user(request), public_id)
+    form = RenameForm(request.POST)
+    if form.is_valid():
+        target.title = form.cleaned_data["title"]
+        target.save(update_fields=["title"])
+    return redirect("chat:conversation", public_id=target.public_id)
+
+
+@login_required
+@require_POST
+def delete(request: HttpRequest, public_id: str) -> HttpResponse:
+    conversation_or_404(_user(request), public_id).delete()
+    messages.success(request, "Conversation deleted.")
+    return redirect("chat:home")
+
+
+async def _auser(request: HttpRequest) -> User | None:
+    user = await request.auser()
+    return user if isinstance(user, User) and user.is_authenticated else None
+
+
+async def token_settings(request: HttpRequest) -> HttpResponse:
+    """Save, replace or remove the user's Nobox token. A token is verified before it is kept."""
+    user = await _auser(request)
+    if user is None:
+        return redirect(f"/accounts/login/?next={request.path}")
+    form = TokenForm()
+    if request.method == "POST":
+        if request.POST.get("action") == "remove":
+            await sync_to_async(tokens.remove_token)(user)
+            messages.success(request, "Your Nobox token was removed.")
+            return redirect("chat:settings")
+        form = TokenForm(request.POST)
+        if form.is_valid() and await _verified(form):
+            await sync_to_async(tokens.store_token)(user, form.cleaned_data["token"])
+            messages.success(request, "Token verified with Nobox and saved.")
+            return redirect("chat:settings")
+    saved = await NoboxToken.objects.filter(user=user).afirst()
+    return await sync_to_async(render)(request, "chat/settings.html", {"form": form,
+                                                                       "saved": saved})
+
+
+async def _verified(form: TokenForm) -> bool:
+    token = form.cleaned_data["token"]
+    try:
+        await upstream.models_for(token, fresh=True)
+    except InvalidToken:
+        form.add_error("token", "Nobox rejected this token (401). Check it and try again; "
+                       "nothing was saved.")
+        return False
+    except NoboxError as error:
+        form.add_error("token", f"Could not verify the token with Nobox: "
+                       f"{upstream.explain(error)} Nothing was saved.")
+        return False
+    return True
+
+
+async def models_list(request: HttpRequest) -> HttpResponse:
+    """The user's models with prices, for the picker. Never includes the token."""
+    user = await _auser(request)
+    if user is None:
+        return JsonResponse({"error": {"code": "unauthenticated"}}, status=401)
+    try:
+        token = await sync_to_async(tokens.token_for)(user)
+    except tokens.TokenUnreadable:
+        return JsonResponse({"error": {"code": "token_unreadable", "message":
+                                       "Your saved token can no longer be read: re-enter it."}},
+                            status=409)
+    if token is None:
+        return JsonResponse({"error": {"code": "no_token", "message":
+                                       "Save your Nobox token in Settings first."}}, status=409)
+    try:
+        models = await upstream.models_for(token)
+    except NoboxError as error:
+        return JsonResponse({"error": {"code": error.code, "message": upstream.explain(error)}},
+                            status=502)
+    return JsonResponse({"models": [
+        {"id": m.id, "public_id": m.public_id, "name": m.name, "pricing": m.pricing}
+        for m in models
+    ]})

@@ -1,0 +1,513 @@
+"""The Nobox simulator, driven over real HTTP: by the official openai SDK, and by httpx for the
+faults the SDK would hide."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from chat.nobox import simulator
+
+REPO = Path(__file__).resolve().parent.parent
+TOKEN = "sk-test"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+HELLO = [{"role": "user", "content": "Tell me about café culture"}]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"simulator exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail(f"simulator did not listen on {port}:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def simulator_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real simulator process; tokens come as fast as possible unless a test asks otherwise."""
+    port = _free_port()
+    log = tmp_path_factory.mktemp("simulator") / "simulator.log"
+    command = [sys.executable, "-m", "chat.nobox.simulator", "--port", str(port)]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*command, "--tokens-per-second", "0"], cwd=REPO, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        _wait_for_port(port, proc, log)
+        url = f"http://127.0.0.1:{port}/_f_"
+        assert f"base URL: {url}" in log.read_text()
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _chat(model: str = "gpt-4o", **extra: Any) -> dict[str, Any]:
+    return {"model": model, "messages": HELLO, **extra}
+
+
+def _sse_data(lines: Iterator[str]) -> Iterator[str]:
+    for line in lines:
+        if line.startswith("data: "):
+            yield line[len("data: ") :]
+
+
+def _read_stream(url: str, body: dict[str, Any], **headers: str) -> list[str]:
+    """The `data:` payloads of a streamed completion that ends cleanly."""
+    with httpx.stream(
+        "POST",
+        f"{url}/v1/chat/completions",
+        json={**body, "stream": True},
+        headers={**AUTH, **headers},
+        timeout=10,
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        return list(_sse_data(response.iter_lines()))
+
+
+def _content(events: list[str]) -> str:
+    chunks = [json.loads(e) for e in events if e != "[DONE]"]
+    return "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+
+
+def _sdk(url: str, token: str = TOKEN) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{url}/v1", api_key=token, max_retries=0)
+
+
+# --- the official SDK -----------------------------------------------------------------------
+
+
+def test_sdk_streams_a_full_reply_with_usage(simulator_url: str) -> None:
+    stream = _sdk(simulator_url).chat.completions.create(
+        model="gpt-4o", messages=HELLO, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = list(stream)
+
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.startswith("### Simulated reply ☕\n\nYou said: “Tell me about café culture”")
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[-2].choices[0].finish_reason == "stop"
+    assert chunks[-1].choices == []
+    usage = chunks[-1].usage
+    assert usage is not None
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (5, 120, 125)
+    assert all(c.model == "openai/gpt-4o" and c.id == chunks[0].id for c in chunks)
+
+
+async def test_async_sdk_streams_the_same_text_as_a_whole_completion(simulator_url: str) -> None:
+    client = openai.AsyncOpenAI(base_url=f"{simulator_url}/v1", api_key=TOKEN, max_retries=0)
+    stream = await client.chat.completions.create(
+        model="anthropic/claude-3.5-sonnet",
+        messages=HELLO,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    pieces, usage, finish = [], None, None
+    async for chunk in stream:
+        if chunk.choices:
+            pieces.append(chunk.choices[0].delta.content or "")
+            finish = chunk.choices[0].finish_reason or finish
+        usage = chunk.usage or usage
+    whole = await client.chat.completions.create(
+        model="anthropic/claude-3.5-sonnet", messages=HELLO
+    )
+    await client.close()
+
+    assert "".join(pieces) == whole.choices[0].message.content
+    assert finish == "stop"
+    assert usage is not None and usage.completion_tokens == 120
+
+
+def test_sdk_gets_a_whole_completion(simulator_url: str) -> None:
+    completion = _sdk(simulator_url).chat.completions.create(
+        model="meta/llama-3.3-70b", messages=HELLO, temperature=0.7, max_tokens=150
+    )
+
+    assert completion.object == "chat.completion"
+    assert completion.model == "meta/llama-3.3-70b"
+    assert completion.choices[0].message.role == "assistant"
+    assert "You said: “Tell me about café culture”" in (completion.choices[0].message.content or "")
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage is not None and completion.usage.completion_tokens == 120
+
+
+@pytest.mark.parametrize(
+    ("token", "model", "params", "error", "error_type"),
+    [
+        ("invalid-123", "gpt-4o", {}, openai.AuthenticationError, "invalid_token"),
+        ("broke-alice", "gpt-4o", {}, openai.BadRequestError, "insufficient_funds"),
+        (TOKEN, "acme/nope", {}, openai.NotFoundError, "model_not_found"),
+        ("ratelimited-bob", "gpt-4o", {}, openai.RateLimitError, "rate_limit_exceeded"),
+        (TOKEN, "gpt-4o", {"temperature": 2.5}, openai.BadRequestError, "invalid_request_error"),
+        (TOKEN, "sim/server-error", {}, openai.InternalServerError, "server_error"),
+    ],
+)
+def test_sdk_raises_typed_errors(
+    simulator_url: str,
+    token: str,
+    model: str,
+    params: dict[str, Any],
+    error: type[openai.APIStatusError],
+    error_type: str,
+) -> None:
+    with pytest.raises(error) as caught:
+        _sdk(simulator_url, token).chat.completions.create(model=model, messages=HELLO, **params)
+
+    assert caught.value.type == error_type
+    assert caught.value.message
+
+
+def test_rate_limit_says_when_to_retry(simulator_url: str) -> None:
+    with pytest.raises(openai.RateLimitError) as caught:
+        _sdk(simulator_url, "ratelimited").chat.completions.create(model="gpt-4o", messages=HELLO)
+
+    assert caught.value.response.headers["retry-after"] == "1"
+
+
+def test_sdk_raises_on_an_error_mid_stream(simulator_url: str) -> None:
+    stream = _sdk(simulator_url).chat.completions.create(
+        model="sim/error-mid-stream", messages=HELLO, stream=True
+    )
+    seen = []
+    with pytest.raises(openai.APIError) as caught:
+        for chunk in stream:
+            seen.append(chunk.choices[0].delta.content or "")
+
+    assert caught.value.type == "upstream_error"
+    assert "".join(seen) == "### Simulated reply "
+
+
+# --- errors and validation over plain HTTP --------------------------------------------------
+
+
+def test_missing_token_is_rejected(simulator_url: str) -> None:
+    response = httpx.post(f"{simulator_url}/v1/chat/completions", json=_chat())
+
+    assert response.status_code == 401
+    assert response.json()["error"]["type"] == "invalid_token"
+
+
+def test_broke_token_can_still_list_models(simulator_url: str) -> None:
+    headers = {"Authorization": "Bearer broke-carol"}
+    response = httpx.post(f"{simulator_url}/models", headers=headers)
+
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{not json",
+        b"[]",
+        {"messages": HELLO},
+        {"model": 4, "messages": HELLO},
+        {"model": "gpt-4o"},
+        {"model": "gpt-4o", "messages": []},
+        {"model": "gpt-4o", "messages": "hi"},
+        {"model": "gpt-4o", "messages": [{"role": "robot", "content": "hi"}]},
+        {"model": "gpt-4o", "messages": [{"role": "user", "content": 7}]},
+        {"model": "gpt-4o", "messages": [{"role": "user", "content": [{"type": "video"}]}]},
+        {"model": "gpt-4o", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
+        _chat(temperature=-0.1),
+        _chat(temperature="warm"),
+        _chat(temperature=True),
+        _chat(max_tokens=0),
+        _chat(max_tokens=1.5),
+        _chat(max_tokens=True),
+        _chat(stream="yes"),
+        _chat(stream=True, stream_options={"include_usage": "yes"}),
+    ],
+)
+def test_invalid_requests_are_400(simulator_url: str, body: bytes | dict[str, Any]) -> None:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    response = httpx.post(f"{simulator_url}/v1/chat/completions", content=content, headers=AUTH)
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["message"]
+
+
+@pytest.mark.parametrize("header", ["X-Sim-Reply-Tokens", "X-Sim-Tokens-Per-Second"])
+def test_bad_override_headers_are_400(simulator_url: str, header: str) -> None:
+    response = httpx.post(
+        f"{simulator_url}/v1/chat/completions", json=_chat(), headers={**AUTH, header: "-1"}
+    )
+
+    assert response.status_code == 400
+    assert header.lower() in response.json()["error"]["message"]
+
+
+def test_unknown_paths_and_methods(simulator_url: str) -> None:
+    assert httpx.post(f"{simulator_url}/v1/models", headers=AUTH).status_code == 404
+    assert httpx.get(f"{simulator_url}/v1/chat/completions", headers=AUTH).status_code == 405
+
+
+# --- models ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["POST", "GET"])
+def test_models_list_has_ids_and_pricing(simulator_url: str, method: str) -> None:
+    response = httpx.request(method, f"{simulator_url}/models", headers=AUTH)
+
+    assert response.status_code == 200
+    models = {m["id"]: m for m in response.json()["data"]}
+    gpt = models["openai/gpt-4o"]
+    assert gpt["public_id"] == "gpt-4o"
+    assert gpt["name"] == "GPT-4o"
+    assert gpt["pricing"] == {"prompt": "0.0000025", "completion": "0.00001"}
+    assert gpt["context_length"] == 128_000
+    assert models["sim/echo"]["pricing"] == {"prompt": "0", "completion": "0"}
+    faults = ["slow-first-byte", "stall", "cut", "error-mid-stream", "server-error", "html-error"]
+    assert {f"sim/{name}" for name in [*faults, "long", "markdown"]} <= models.keys()
+
+
+def test_models_list_needs_a_token(simulator_url: str) -> None:
+    response = httpx.post(f"{simulator_url}/models")
+
+    assert response.status_code == 401
+    assert response.json() == {
+        "error": {"type": "invalid_token", "message": "Invalid or missing authorization token"}
+    }
+
+
+# --- replies --------------------------------------------------------------------------------
+
+
+def test_max_tokens_cuts_the_reply_with_finish_reason_length(simulator_url: str) -> None:
+    body = _chat(max_tokens=5, stream_options={"include_usage": True})
+    events = _read_stream(simulator_url, body)
+    chunks = [json.loads(e) for e in events[:-1]]
+    whole = httpx.post(
+        f"{simulator_url}/v1/chat/completions", json=_chat(max_tokens=5), headers=AUTH
+    ).json()
+
+    assert events[-1] == "[DONE]"
+    assert _content(events) == "### Simulated reply ☕\n\nYou "
+    assert chunks[-2]["choices"][0]["finish_reason"] == "length"
+    assert chunks[-1]["usage"]["completion_tokens"] == 5
+    assert whole["choices"][0]["finish_reason"] == "length"
+    assert whole["choices"][0]["message"]["content"] == _content(events)
+
+
+def test_usage_only_when_asked_for(simulator_url: str) -> None:
+    events = _read_stream(simulator_url, _chat())
+
+    assert events[-1] == "[DONE]"
+    assert all("usage" not in json.loads(e) for e in events[:-1])
+
+
+def test_reply_tokens_header_sets_the_length(simulator_url: str) -> None:
+    events = _read_stream(simulator_url, _chat(), **{"X-Sim-Reply-Tokens": "7"})
+    deltas = [json.loads(e)["choices"][0]["delta"] for e in events[1:-1]]
+
+    assert len(deltas) == 7
+    assert _content(events) == "### Simulated reply ☕\n\nYou said: “Tell"
+
+
+def test_tokens_per_second_header_paces_the_stream(simulator_url: str) -> None:
+    headers = {"X-Sim-Reply-Tokens": "11", "X-Sim-Tokens-Per-Second": "20"}
+    started = time.monotonic()
+    events = _read_stream(simulator_url, _chat(), **headers)
+
+    # 10 gaps of 1/20 s between 11 pieces
+    assert time.monotonic() - started >= 0.5
+    assert events[-1] == "[DONE]"
+
+
+def test_attachments_are_counted_in_the_reply(simulator_url: str) -> None:
+    content = [
+        {"type": "text", "text": "What is in these?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
+        {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}},
+    ]
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": content}]}
+    text = _content(_read_stream(simulator_url, body))
+
+    assert "Received 2 image(s) and 1 audio part(s)." in text
+    assert "You said: “What is in these?”" in text
+
+
+def test_echo_returns_the_last_user_message_verbatim(simulator_url: str) -> None:
+    said = "# Title\n\n<script>alert('x')</script> and `code` 🎉"
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "first"},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": said},
+    ]
+    events = _read_stream(simulator_url, {"model": "sim/echo", "messages": messages})
+
+    assert _content(events) == said
+
+
+def test_long_model_sends_ten_times_the_reply_tokens(simulator_url: str) -> None:
+    body = _chat("sim/long", stream_options={"include_usage": True})
+    usage = json.loads(_read_stream(simulator_url, body)[-2])["usage"]
+
+    assert usage["completion_tokens"] == 1200
+
+
+def test_markdown_model_sends_rich_markdown(simulator_url: str) -> None:
+    text = _content(_read_stream(simulator_url, _chat("sim/markdown")))
+
+    assert text.startswith("## Markdown sampler ☕\n\nYou asked: “Tell me about café culture”")
+    for block in ["\n- an item", "\n| Model |", "\n```python\n", "\n```javascript\n", "\n### "]:
+        assert block in text
+
+
+# --- faults ---------------------------------------------------------------------------------
+
+
+def test_slow_first_byte_delays_the_headers(simulator_url: str) -> None:
+    started = time.monotonic()
+    response = httpx.post(
+        f"{simulator_url}/v1/chat/completions", json=_chat("sim/slow-first-byte"), headers=AUTH
+    )
+
+    assert time.monotonic() - started >= 2.5
+    assert response.status_code == 200
+    assert response.json()["choices"][0]["finish_reason"] == "stop"
+
+
+def test_stall_stops_sending_after_some_deltas(simulator_url: str) -> None:
+    events: list[str] = []
+    timeout = httpx.Timeout(10, read=1.0)
+    with (
+        pytest.raises(httpx.ReadTimeout),
+        httpx.stream(
+            "POST",
+            f"{simulator_url}/v1/chat/completions",
+            json=_chat("sim/stall", stream=True),
+            headers=AUTH,
+            timeout=timeout,
+        ) as response,
+    ):
+        events.extend(_sse_data(response.iter_lines()))
+
+    assert _content(events) == "### Simulated reply "
+    assert "[DONE]" not in events
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_cut_drops_the_connection_mid_body(simulator_url: str, stream: bool) -> None:
+    received: list[str] = []
+    with (
+        pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)),
+        httpx.stream(
+            "POST",
+            f"{simulator_url}/v1/chat/completions",
+            json=_chat("sim/cut", stream=stream),
+            headers=AUTH,
+            timeout=10,
+        ) as response,
+    ):
+        assert response.status_code == 200
+        received.extend(response.iter_text())
+
+    body = "".join(received)
+    assert "[DONE]" not in body
+    if stream:
+        assert _content(list(_sse_data(iter(body.splitlines())))) == "### Simulated reply "
+
+
+def test_error_mid_stream_follows_some_deltas(simulator_url: str) -> None:
+    events = _read_stream(simulator_url, _chat("sim/error-mid-stream"))
+
+    assert _content(events[:-1]) == "### Simulated reply "
+    assert json.loads(events[-1]) == {
+        "error": {"type": "upstream_error", "message": "The provider failed mid-stream"}
+    }
+    assert "[DONE]" not in events
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_html_error_is_a_502_page(simulator_url: str, stream: bool) -> None:
+    response = httpx.post(
+        f"{simulator_url}/v1/chat/completions",
+        json=_chat("sim/html-error", stream=stream),
+        headers=AUTH,
+    )
+
+    assert response.status_code == 502
+    assert response.headers["content-type"] == "text/html"
+    assert response.text.startswith("<html>")
+    assert "502 Bad Gateway" in response.text
+
+
+def test_server_error_is_a_500_json_error(simulator_url: str) -> None:
+    response = httpx.post(
+        f"{simulator_url}/v1/chat/completions", json=_chat("sim/server-error"), headers=AUTH
+    )
+
+    assert response.status_code == 500
+    assert response.json()["error"]["type"] == "server_error"
+
+
+# --- in process -----------------------------------------------------------------------------
+
+
+async def test_a_stalled_reply_stops_when_the_client_leaves() -> None:
+    app = simulator.make_app(simulator.SimConfig(tokens_per_second=0))
+    body = json.dumps(_chat("sim/stall", stream=True)).encode()
+    incoming = [{"type": "http.request", "body": body, "more_body": False}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if incoming:
+            return incoming.pop()
+        await asyncio.sleep(0.2)  # the client gives up after a moment
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/_f_/v1/chat/completions",
+        "headers": [(b"authorization", b"Bearer sk-test")],
+    }
+    await asyncio.wait_for(app(scope, receive, send), timeout=5)
+
+    assert sent[0]["status"] == 200
+    assert len(sent) == 1 + 1 + simulator.FAULT_AFTER_DELTAS  # start, role chunk, deltas
+    assert all(m.get("more_body") for m in sent[1:])
+
+
+def test_config_from_env_reads_and_checks_numbers() -> None:
+    env = {"NOBOX_SIM_TOKENS_PER_SECOND": "0", "NOBOX_SIM_REPLY_TOKENS": "30"}
+
+    assert simulator.config_from_env(env) == simulator.SimConfig(0.0, 30, 0.0)
+    with pytest.raises(ValueError, match="NOBOX_SIM_REPLY_TOKENS"):
+        simulator.config_from_env({"NOBOX_SIM_REPLY_TOKENS": "many"})
+    with pytest.raises(ValueError, match="reply tokens"):
+        simulator.config_from_env({"NOBOX_SIM_REPLY_TOKENS": "0"})
