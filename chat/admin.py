@@ -12,7 +12,7 @@ admin.site.register(User, UserAdmin)
 class NoboxTokenAdmin(admin.ModelAdmin[NoboxToken]):
     # The ciphertext is never shown; the token itself is only ever known by its last four.
     list_display = ["user", "last4", "created_at", "last_used_at", "last_verified_at"]
-    fields = ["user", "last4", "created_at", "updated_at", "last_used_at", "last_verified_at"]
+    fields = ("user", "last4", "created_at", "updated_at", "last_used_at", "last_verified_at")
     readonly_fields = fields
 
     def has_add_permission(self, request: object, obj: object = None) -> bool:
@@ -21,7 +21,7 @@ class NoboxTokenAdmin(admin.ModelAdmin[NoboxToken]):
 
 class MessageInline(admin.TabularInline[Message, Conversation]):
     model = Message
-    fields = ["seq", "role", "status", "model", "total_tokens", "cost", "created_at"]
+    fields = ("seq", "role", "status", "model", "total_tokens", "cost", "created_at")
     readonly_fields = fields
     extra = 0
     can_delete = False

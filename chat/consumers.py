@@ -8,13 +8,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.db.models import Q
 
 from chat import replies
 from chat.access import NotFound, conversation_for
+from chat.asyncdb import db_sync
 from chat.frames import FrameError, optional_int, parse_send, required_id
 from chat.models import Conversation, Message, User
 
@@ -84,17 +84,19 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
     async def _on_send(self, frame: dict[str, Any]) -> None:
         request = parse_send(frame)
-        started = await database_sync_to_async(replies.store_send)(self.user, request)
+        started = await db_sync(replies.store_send)(self.user, request)
         if self.conversation is None or self.conversation.pk != started.conversation.pk:
             await self._watch(started.conversation)
-        await self.send_json({
-            "type": "ack",
-            "client_id": request.client_id,
-            "conversation": started.conversation.public_id,
-            "title": started.conversation.display_title,
-            "duplicate": started.duplicate,
-            "messages": [started.user_message.to_wire(), started.reply.to_wire()],
-        })
+        await self.send_json(
+            {
+                "type": "ack",
+                "client_id": request.client_id,
+                "conversation": started.conversation.public_id,
+                "title": started.conversation.display_title,
+                "duplicate": started.duplicate,
+                "messages": [started.user_message.to_wire(), started.reply.to_wire()],
+            }
+        )
         if started.duplicate:
             await self._send_state(started.conversation, started.user_message.seq - 1)
         else:
@@ -112,7 +114,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
     async def _owned(self, public_id: str) -> Conversation:
         try:
-            return await database_sync_to_async(conversation_for)(self.user, public_id)
+            conversation: Conversation = await db_sync(conversation_for)(self.user, public_id)
+            return conversation
         except NotFound as exc:
             raise FrameError("not_found", "No such conversation.") from exc
 
@@ -135,11 +138,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     async def _send_state(self, conversation: Conversation, after_seq: int) -> None:
         """Send messages after `after_seq` (and any still streaming), then join live replies."""
         messages = await _messages_since(conversation, after_seq)
-        await self.send_json({
-            "type": "history",
-            "conversation": conversation.public_id,
-            "messages": [message.to_wire() for message in messages],
-        })
+        await self.send_json(
+            {
+                "type": "history",
+                "conversation": conversation.public_id,
+                "messages": [message.to_wire() for message in messages],
+            }
+        )
         for message in messages:
             if message.status == Message.Status.STREAMING:
                 await self._join_reply(message.public_id)
@@ -150,7 +155,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         self.views[reply_id] = ReplyView(sent=None)
         await replies.request_sync(reply_id, self.channel_name)
         asyncio.get_running_loop().call_later(
-            SNAPSHOT_FALLBACK_SECONDS, lambda: asyncio.ensure_future(self._snapshot_fallback(reply_id))
+            SNAPSHOT_FALLBACK_SECONDS,
+            lambda: asyncio.ensure_future(self._snapshot_fallback(reply_id)),
         )
 
     async def _snapshot_fallback(self, reply_id: str) -> None:
@@ -175,8 +181,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         for message in event["messages"]:
             if message["status"] == Message.Status.STREAMING:
                 self.views.setdefault(message["id"], ReplyView(sent=0))
-        await self.send_json({"type": "messages", "conversation": event["conversation"],
-                              "messages": event["messages"]})
+        await self.send_json(
+            {
+                "type": "messages",
+                "conversation": event["conversation"],
+                "messages": event["messages"],
+            }
+        )
 
     async def reply_delta(self, event: dict[str, Any]) -> None:
         reply_id = event["reply"]
@@ -221,8 +232,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             view.buffered.append((offset, text))
             await replies.request_sync(reply_id, self.channel_name)
             return
-        piece = text[view.sent - offset:]
-        await self.send_json({"type": "delta", "reply": reply_id, "offset": view.sent, "text": piece})
+        piece = text[view.sent - offset :]
+        await self.send_json(
+            {"type": "delta", "reply": reply_id, "offset": view.sent, "text": piece}
+        )
         view.sent = end
 
     def _watching(self, conversation_id: object) -> bool:
@@ -256,28 +269,36 @@ def _frame_ref(text_data: str | None) -> dict[str, Any]:
         return {}
     if not isinstance(frame, dict):
         return {}
-    return {key: frame[key] for key in ("client_id", "conversation") if isinstance(frame.get(key), str)
-            and len(frame[key]) <= 64}
+    return {
+        key: frame[key]
+        for key in ("client_id", "conversation")
+        if isinstance(frame.get(key), str) and len(frame[key]) <= 64
+    }
 
 
-@database_sync_to_async
+@db_sync
 def _still_active(user_pk: int) -> bool:
     return User.objects.filter(pk=user_pk, is_active=True).exists()
 
 
-@database_sync_to_async
+@db_sync
 def _messages_since(conversation: Conversation, after_seq: int) -> list[Message]:
-    return list(conversation.messages.filter(
-        Q(seq__gt=after_seq) | Q(status=Message.Status.STREAMING)
-    ).order_by("seq"))
+    return list(
+        conversation.messages.filter(
+            Q(seq__gt=after_seq) | Q(status=Message.Status.STREAMING)
+        ).order_by("seq")
+    )
 
 
-@database_sync_to_async
+@db_sync
 def _streaming_reply(conversation: Conversation) -> str | None:
-    return (conversation.messages.filter(status=Message.Status.STREAMING)
-            .values_list("public_id", flat=True).first())
+    return (
+        conversation.messages.filter(status=Message.Status.STREAMING)
+        .values_list("public_id", flat=True)
+        .first()
+    )
 
 
-@database_sync_to_async
+@db_sync
 def _message(public_id: str) -> Message | None:
     return Message.objects.filter(public_id=public_id).first()

@@ -78,7 +78,7 @@ def optional_int(frame: dict[str, Any], key: str) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise FrameError("invalid", f"{key} must be a non-negative whole number.")
-    return value
+    return int(value)
 
 
 def _string(frame: dict[str, Any], key: str, limit: int, default: str) -> str:
@@ -135,7 +135,11 @@ def _attachment(item: object) -> dict[str, Any]:
         raise FrameError("invalid", "Each attachment must be an object.")
     kind = item.get("type")
     if kind == "image_url":
-        url = item.get("image_url", {}).get("url") if isinstance(item.get("image_url"), dict) else None
+        url = (
+            item.get("image_url", {}).get("url")
+            if isinstance(item.get("image_url"), dict)
+            else None
+        )
         match = IMAGE_DATA_URL.match(url) if isinstance(url, str) else None
         if match is None:
             raise FrameError("invalid", "Images must be PNG, JPEG, GIF or WebP data URLs.")

@@ -24,8 +24,9 @@ class User(AbstractUser):
 class NoboxToken(models.Model):
     """A user's Nobox API token, encrypted at rest (see chat.tokens)."""
 
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
-                                related_name="nobox_token")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="nobox_token"
+    )
     ciphertext = models.BinaryField()
     last4 = models.CharField(max_length=4)
     created_at = models.DateTimeField(default=timezone.now)
@@ -39,8 +40,9 @@ class NoboxToken(models.Model):
 
 class Conversation(models.Model):
     public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
-                              related_name="conversations")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+    )
     title = models.CharField(max_length=200, blank=True)
     model = models.CharField(max_length=200, blank=True)
     system_prompt = models.TextField(blank=True)
@@ -79,16 +81,18 @@ class Message(models.Model):
         TRUNCATED = "truncated"
 
     public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE,
-                                     related_name="messages")
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
     seq = models.PositiveIntegerField()
     role = models.CharField(max_length=16, choices=Role.choices)
     # Plain text of the message; for user messages with attachments, the text part.
     content = models.TextField(blank=True)
     # Non-text content parts (image_url / input_audio) exactly as sent upstream.
     attachments = models.JSONField(default=list, blank=True)
-    # Idempotency key chosen by the browser for a user message: a resent `send` finds it.
-    client_id = models.CharField(max_length=64, null=True, blank=True)
+    # Idempotency key chosen by the browser for a user message: a resent `send` finds it. NULL
+    # (not "") for assistant messages, so the unique constraint ignores them.
+    client_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     model = models.CharField(max_length=200, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
     error_code = models.CharField(max_length=64, blank=True)
@@ -109,12 +113,16 @@ class Message(models.Model):
         ordering: ClassVar[list[str]] = ["conversation", "seq"]
         constraints: ClassVar[list[Any]] = [
             models.UniqueConstraint(fields=["conversation", "seq"], name="message_seq_unique"),
-            models.UniqueConstraint(fields=["conversation", "client_id"],
-                                    name="message_client_id_unique"),
+            models.UniqueConstraint(
+                fields=["conversation", "client_id"], name="message_client_id_unique"
+            ),
             # At most one reply streams per conversation, enforced by the database itself so two
             # processes cannot both start one.
-            models.UniqueConstraint(fields=["conversation"], condition=Q(status="streaming"),
-                                    name="one_streaming_reply_per_conversation"),
+            models.UniqueConstraint(
+                fields=["conversation"],
+                condition=Q(status="streaming"),
+                name="one_streaming_reply_per_conversation",
+            ),
         ]
         indexes: ClassVar[list[models.Index]] = [
             models.Index(fields=["status", "heartbeat_at"], name="message_status_heartbeat"),
@@ -134,13 +142,16 @@ class Message(models.Model):
             "model": self.model,
             "status": self.status,
             "error": {"code": self.error_code, "message": self.error_message}
-            if self.error_code else None,
+            if self.error_code
+            else None,
             "finish_reason": self.finish_reason or None,
             "usage": {
                 "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens,
                 "total_tokens": self.total_tokens,
-            } if self.total_tokens is not None else None,
+            }
+            if self.total_tokens is not None
+            else None,
             "cost": str(self.cost) if self.cost is not None else None,
             "created_at": self.created_at.isoformat(),
         }
@@ -153,6 +164,3 @@ def _attachment_summary(part: dict[str, Any]) -> dict[str, Any]:
     if part.get("type") == "input_audio":
         return {"type": "audio", "format": part.get("input_audio", {}).get("format", "")}
     return {"type": "other"}
-
-
-

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.layers import BaseChannelLayer, get_channel_layer
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from chat import tokens
 from chat.access import NotFound, conversation_for
+from chat.asyncdb import db_sync
 from chat.frames import FrameError, SendRequest
 from chat.models import Conversation, Message, NoboxToken, User
 from chat.nobox import ChatRequest, Completed, Delta, NoboxError, Usage
@@ -96,7 +97,9 @@ def store_send(user: User, req: SendRequest) -> Started:
 
 def _find_sent(user: User, client_id: str) -> Started | None:
     sent = (
-        Message.objects.filter(conversation__owner=user, client_id=client_id, role=Message.Role.USER)
+        Message.objects.filter(
+            conversation__owner=user, client_id=client_id, role=Message.Role.USER
+        )
         .select_related("conversation")
         .first()
     )
@@ -113,8 +116,8 @@ def _token_or_error(user: User) -> str:
         token = tokens.token_for(user)
     except tokens.TokenUnreadable as exc:
         raise FrameError(
-            "token_unreadable", "Your saved Nobox token can no longer be read. Please re-enter it "
-            "in Settings."
+            "token_unreadable",
+            "Your saved Nobox token can no longer be read. Please re-enter it in Settings.",
         ) from exc
     if token is None:
         raise FrameError("no_token", "Save your Nobox token in Settings before chatting.")
@@ -150,18 +153,35 @@ def _add_turn(conversation: Conversation, req: SendRequest) -> tuple[Message, Me
     now = timezone.now()
     seq = conversation.next_seq
     user_message = Message.objects.create(
-        conversation=conversation, seq=seq, role=Message.Role.USER, content=req.text,
-        attachments=req.attachments, client_id=req.client_id, created_at=now,
+        conversation=conversation,
+        seq=seq,
+        role=Message.Role.USER,
+        content=req.text,
+        attachments=req.attachments,
+        client_id=req.client_id,
+        created_at=now,
     )
     reply = Message.objects.create(
-        conversation=conversation, seq=seq + 1, role=Message.Role.ASSISTANT, model=req.model,
-        status=Status.STREAMING, created_at=now, heartbeat_at=now,
+        conversation=conversation,
+        seq=seq + 1,
+        role=Message.Role.ASSISTANT,
+        model=req.model,
+        status=Status.STREAMING,
+        created_at=now,
+        heartbeat_at=now,
     )
     conversation.next_seq = seq + 2
     conversation.updated_at = now
-    conversation.save(update_fields=[
-        "model", "system_prompt", "temperature", "max_tokens", "next_seq", "updated_at",
-    ])
+    conversation.save(
+        update_fields=[
+            "model",
+            "system_prompt",
+            "temperature",
+            "max_tokens",
+            "next_seq",
+            "updated_at",
+        ]
+    )
     return user_message, reply
 
 
@@ -198,14 +218,22 @@ async def launch(started: Started) -> None:
     assert started.request is not None and started.token is not None
     layer = get_channel_layer()
     assert layer is not None
-    await layer.group_send(conversation_group(started.conversation.public_id), {
-        "type": "reply.started",
-        "conversation": started.conversation.public_id,
-        "messages": [started.user_message.to_wire(), started.reply.to_wire()],
-    })
+    await layer.group_send(
+        conversation_group(started.conversation.public_id),
+        {
+            "type": "reply.started",
+            "conversation": started.conversation.public_id,
+            "messages": [started.user_message.to_wire(), started.reply.to_wire()],
+        },
+    )
     generation = Generation(
-        layer, started.conversation.public_id, started.conversation.pk, started.reply.pk,
-        started.reply.public_id, started.request, started.token,
+        layer,
+        started.conversation.public_id,
+        started.conversation.pk,
+        started.reply.pk,
+        started.reply.public_id,
+        started.request,
+        started.token,
     )
     task = asyncio.create_task(generation.run(), name=f"reply {started.reply.public_id}")
     _running[started.reply.public_id] = task
@@ -213,7 +241,7 @@ async def launch(started: Started) -> None:
     await _touch_token(started.conversation.owner_id)
 
 
-@database_sync_to_async
+@db_sync
 def _touch_token(user_id: int) -> None:
     NoboxToken.objects.filter(user_id=user_id).update(last_used_at=timezone.now())
 
@@ -233,8 +261,9 @@ async def request_stop(reply_public_id: str) -> None:
 async def request_sync(reply_public_id: str, reply_to: str) -> None:
     layer = get_channel_layer()
     assert layer is not None
-    await layer.group_send(control_group(reply_public_id),
-                           {"type": "reply.sync", "reply_to": reply_to})
+    await layer.group_send(
+        control_group(reply_public_id), {"type": "reply.sync", "reply_to": reply_to}
+    )
 
 
 @dataclass
@@ -249,9 +278,16 @@ class Outcome:
 class Generation:
     """One assistant reply being written. Lives in the process that started it."""
 
-    def __init__(self, layer: BaseChannelLayer, conversation_public_id: str,
-                 conversation_pk: int, reply_pk: int, reply_public_id: str,
-                 request: ChatRequest, token: str) -> None:
+    def __init__(
+        self,
+        layer: BaseChannelLayer,
+        conversation_public_id: str,
+        conversation_pk: int,
+        reply_pk: int,
+        reply_public_id: str,
+        request: ChatRequest,
+        token: str,
+    ) -> None:
         self.layer = layer
         self.group = conversation_group(conversation_public_id)
         self.conversation_pk = conversation_pk
@@ -306,22 +342,31 @@ class Generation:
 
     async def _stream(self) -> Outcome:
         try:
-            async for event in nobox_client().stream_chat(self._token, self.request):
-                if isinstance(event, Delta):
-                    self.pending.append(event.text)
-                    self._wake.set()
-                elif isinstance(event, Completed):
-                    return _completed(event)
+            # aclosing: a stop cancels this task, and the upstream response must be released at
+            # once (Nobox stops generating, and billing, when the connection closes).
+            async with aclosing(nobox_client().stream_chat(self._token, self.request)) as stream:
+                async for event in stream:
+                    if isinstance(event, Delta):
+                        self.pending.append(event.text)
+                        self._wake.set()
+                    elif isinstance(event, Completed):
+                        return _completed(event)
         except NoboxError as error:
             return Outcome(Status.ERROR, error_code=error.code, error_message=explain(error))
         except Exception:
             log.exception("reply %s failed", self.reply_id)
-            return Outcome(Status.ERROR, error_code="internal_error",
-                           error_message="Something went wrong on our side. Retry in a moment.")
+            return Outcome(
+                Status.ERROR,
+                error_code="internal_error",
+                error_message="Something went wrong on our side. Retry in a moment.",
+            )
         # A stream that ends with no [DONE] raises IncompleteStream; reaching here means the
         # client returned without Completed, which the contract forbids: treat it as incomplete.
-        return Outcome(Status.ERROR, error_code="incomplete_stream",
-                       error_message="The answer ended early. The text so far is kept.")
+        return Outcome(
+            Status.ERROR,
+            error_code="incomplete_stream",
+            error_message="The answer ended early. The text so far is kept.",
+        )
 
     async def _listen(self, control: str) -> None:
         while True:
@@ -338,9 +383,15 @@ class Generation:
         # and drop anything it already has.
         text = "".join(self.published)
         self.published = [text]
-        await self.layer.send(reply_to, {
-            "type": "reply.snapshot", "reply": self.reply_id, "offset": 0, "text": text,
-        })
+        await self.layer.send(
+            reply_to,
+            {
+                "type": "reply.snapshot",
+                "reply": self.reply_id,
+                "offset": 0,
+                "text": text,
+            },
+        )
 
     async def _publish_loop(self) -> None:
         # First delta goes out at once (time to first token matters), then at most one frame per
@@ -359,9 +410,15 @@ class Generation:
         offset = self.published_len
         self.published.append(chunk)
         self.published_len += len(chunk)
-        await self.layer.group_send(self.group, {
-            "type": "reply.delta", "reply": self.reply_id, "offset": offset, "text": chunk,
-        })
+        await self.layer.group_send(
+            self.group,
+            {
+                "type": "reply.delta",
+                "reply": self.reply_id,
+                "offset": offset,
+                "text": chunk,
+            },
+        )
 
     async def _checkpoint_loop(self) -> None:
         # One small write per interval whatever the token rate; it doubles as the heartbeat that
@@ -371,11 +428,17 @@ class Generation:
             await _checkpoint(self.reply_pk, self.text)
 
     async def _finish(self, outcome: Outcome, pricing: object | None) -> None:
-        message = await _final_write(self.reply_pk, self.conversation_pk, self.text, outcome,
-                                     pricing)
-        await self.layer.group_send(self.group, {
-            "type": "reply.done", "reply": self.reply_id, "message": message.to_wire(),
-        })
+        message = await _final_write(
+            self.reply_pk, self.conversation_pk, self.text, outcome, pricing
+        )
+        await self.layer.group_send(
+            self.group,
+            {
+                "type": "reply.done",
+                "reply": self.reply_id,
+                "message": message.to_wire(),
+            },
+        )
 
 
 def _completed(event: Completed) -> Outcome:
@@ -384,9 +447,11 @@ def _completed(event: Completed) -> Outcome:
 
 
 def _interrupted() -> Outcome:
-    return Outcome(Status.INTERRUPTED, error_code="interrupted",
-                   error_message="The server restarted while writing this reply. "
-                   "The text so far is kept.")
+    return Outcome(
+        Status.INTERRUPTED,
+        error_code="interrupted",
+        error_message="The server restarted while writing this reply. The text so far is kept.",
+    )
 
 
 async def _price(task: asyncio.Task[object | None]) -> object | None:
@@ -396,27 +461,33 @@ async def _price(task: asyncio.Task[object | None]) -> object | None:
         return None
 
 
-@database_sync_to_async
+@db_sync
 def _checkpoint(reply_pk: int, text: str) -> None:
     Message.objects.filter(pk=reply_pk, status=Status.STREAMING).update(
         content=text, heartbeat_at=timezone.now()
     )
 
 
-@database_sync_to_async
-def _final_write(reply_pk: int, conversation_pk: int, text: str, outcome: Outcome,
-                 pricing: object | None) -> Message:
+@db_sync
+def _final_write(
+    reply_pk: int, conversation_pk: int, text: str, outcome: Outcome, pricing: object | None
+) -> Message:
     usage = outcome.usage
     now = timezone.now()
     # Unconditional on status: if a sweep misjudged a slow process as dead, the truth wins.
     Message.objects.filter(pk=reply_pk).update(
-        content=text, status=outcome.status, finish_reason=outcome.finish_reason,
-        error_code=outcome.error_code, error_message=outcome.error_message,
+        content=text,
+        status=outcome.status,
+        finish_reason=outcome.finish_reason,
+        error_code=outcome.error_code,
+        error_message=outcome.error_message,
         prompt_tokens=usage.prompt_tokens if usage else None,
         completion_tokens=usage.completion_tokens if usage else None,
         total_tokens=usage.total_tokens if usage else None,
         pricing=pricing if isinstance(pricing, dict | list | str) else None,
-        cost=cost_of(pricing, usage), finished_at=now, heartbeat_at=now,
+        cost=cost_of(pricing, usage),
+        finished_at=now,
+        heartbeat_at=now,
     )
     Conversation.objects.filter(pk=conversation_pk).update(updated_at=now)
     return Message.objects.get(pk=reply_pk)
@@ -440,15 +511,21 @@ def cost_of(pricing: object | None, usage: Usage | None) -> Decimal | None:
 def sweep_orphans() -> list[Message]:
     """Mark replies whose process stopped heart-beating as interrupted; return them."""
     cutoff = timezone.now() - timedelta(seconds=settings.REPLY_ORPHAN_AFTER)
-    stale = list(Message.objects.filter(status=Status.STREAMING, heartbeat_at__lt=cutoff)
-                 .select_related("conversation"))
+    stale = list(
+        Message.objects.filter(status=Status.STREAMING, heartbeat_at__lt=cutoff).select_related(
+            "conversation"
+        )
+    )
     swept = []
     outcome = _interrupted()
     for message in stale:
-        updated = Message.objects.filter(pk=message.pk, status=Status.STREAMING,
-                                         heartbeat_at__lt=cutoff).update(
-            status=outcome.status, error_code=outcome.error_code,
-            error_message=outcome.error_message, finished_at=timezone.now(),
+        updated = Message.objects.filter(
+            pk=message.pk, status=Status.STREAMING, heartbeat_at__lt=cutoff
+        ).update(
+            status=outcome.status,
+            error_code=outcome.error_code,
+            error_message=outcome.error_message,
+            finished_at=timezone.now(),
         )
         if updated:
             message.refresh_from_db()
@@ -457,13 +534,18 @@ def sweep_orphans() -> list[Message]:
 
 
 async def sweep_and_announce() -> int:
-    swept = await database_sync_to_async(sweep_orphans)()
+    swept = await db_sync(sweep_orphans)()
     layer = get_channel_layer()
     assert layer is not None
     for message in swept:
-        await layer.group_send(conversation_group(message.conversation.public_id), {
-            "type": "reply.done", "reply": message.public_id, "message": message.to_wire(),
-        })
+        await layer.group_send(
+            conversation_group(message.conversation.public_id),
+            {
+                "type": "reply.done",
+                "reply": message.public_id,
+                "message": message.to_wire(),
+            },
+        )
     return len(swept)
 
 
@@ -485,4 +567,3 @@ async def _sweep_forever() -> None:
         except Exception:
             log.exception("reply sweep failed")
         await asyncio.sleep(settings.REPLY_SWEEP_INTERVAL)
-

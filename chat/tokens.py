@@ -6,9 +6,9 @@ making any stored token unreadable. Tokens are never logged and never leave the 
 
 from __future__ import annotations
 
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.utils import timezone
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from chat.models import NoboxToken, User
 
@@ -25,7 +25,7 @@ def encrypt(token: str) -> bytes:
     return _fernet().encrypt(token.encode())
 
 
-def decrypt(ciphertext: bytes) -> str:
+def decrypt(ciphertext: bytes | memoryview) -> str:
     try:
         return _fernet().decrypt(bytes(ciphertext)).decode()
     except InvalidToken as exc:

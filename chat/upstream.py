@@ -80,13 +80,13 @@ def _close_on_shutdown(http: httpx.AsyncClient) -> None:
         from twisted.internet import defer, reactor
     except ImportError:  # not under daphne
         return
-    if not reactor.running:  # type: ignore[attr-defined]
+    if not reactor.running:
         return
 
     def close() -> defer.Deferred[None]:
         return defer.Deferred.fromFuture(asyncio.ensure_future(close_clients()))
 
-    reactor.addSystemEventTrigger("before", "shutdown", close)  # type: ignore[attr-defined]
+    reactor.addSystemEventTrigger("before", "shutdown", close)  # type: ignore[arg-type]
 
 
 # --- models catalogue --------------------------------------------------------------------------
@@ -127,7 +127,8 @@ async def pricing_for(token: str, model: str) -> object | None:
         return None
     for info in models:
         if model in (info.id, info.public_id):
-            return info.pricing
+            pricing: object = info.pricing
+            return pricing
     return None
 
 

@@ -38,11 +38,17 @@ def _chat_page(request: HttpRequest, conversation: Conversation | None) -> HttpR
         "messages": messages_data,
         "has_token": NoboxToken.objects.filter(user=user).exists(),
     }
-    return render(request, "chat/chat.html", {
-        "conversations": user.conversations.only("public_id", "title", "updated_at")[:SIDEBAR_SIZE],
-        "conversation": conversation,
-        "page_data": page_data,
-    })
+    return render(
+        request,
+        "chat/chat.html",
+        {
+            "conversations": user.conversations.only("public_id", "title", "updated_at")[
+                :SIDEBAR_SIZE
+            ],
+            "conversation": conversation,
+            "page_data": page_data,
+        },
+    )
 
 
 @login_required
@@ -98,8 +104,9 @@ async def token_settings(request: HttpRequest) -> HttpResponse:
             messages.success(request, "Token verified with Nobox and saved.")
             return redirect("chat:settings")
     saved = await NoboxToken.objects.filter(user=user).afirst()
-    return await sync_to_async(render)(request, "chat/settings.html", {"form": form,
-                                                                       "saved": saved})
+    return await sync_to_async(render)(
+        request, "chat/settings.html", {"form": form, "saved": saved}
+    )
 
 
 async def _verified(form: TokenForm) -> bool:
@@ -107,12 +114,15 @@ async def _verified(form: TokenForm) -> bool:
     try:
         await upstream.models_for(token, fresh=True)
     except InvalidToken:
-        form.add_error("token", "Nobox rejected this token (401). Check it and try again; "
-                       "nothing was saved.")
+        form.add_error(
+            "token", "Nobox rejected this token (401). Check it and try again; nothing was saved."
+        )
         return False
     except NoboxError as error:
-        form.add_error("token", f"Could not verify the token with Nobox: "
-                       f"{upstream.explain(error)} Nothing was saved.")
+        form.add_error(
+            "token",
+            f"Could not verify the token with Nobox: {upstream.explain(error)} Nothing was saved.",
+        )
         return False
     return True
 
@@ -125,18 +135,31 @@ async def models_list(request: HttpRequest) -> HttpResponse:
     try:
         token = await sync_to_async(tokens.token_for)(user)
     except tokens.TokenUnreadable:
-        return JsonResponse({"error": {"code": "token_unreadable", "message":
-                                       "Your saved token can no longer be read: re-enter it."}},
-                            status=409)
+        return JsonResponse(
+            {
+                "error": {
+                    "code": "token_unreadable",
+                    "message": "Your saved token can no longer be read: re-enter it.",
+                }
+            },
+            status=409,
+        )
     if token is None:
-        return JsonResponse({"error": {"code": "no_token", "message":
-                                       "Save your Nobox token in Settings first."}}, status=409)
+        return JsonResponse(
+            {"error": {"code": "no_token", "message": "Save your Nobox token in Settings first."}},
+            status=409,
+        )
     try:
         models = await upstream.models_for(token)
     except NoboxError as error:
-        return JsonResponse({"error": {"code": error.code, "message": upstream.explain(error)}},
-                            status=502)
-    return JsonResponse({"models": [
-        {"id": m.id, "public_id": m.public_id, "name": m.name, "pricing": m.pricing}
-        for m in models
-    ]})
+        return JsonResponse(
+            {"error": {"code": error.code, "message": upstream.explain(error)}}, status=502
+        )
+    return JsonResponse(
+        {
+            "models": [
+                {"id": m.id, "public_id": m.public_id, "name": m.name, "pricing": m.pricing}
+                for m in models
+            ]
+        }
+    )

@@ -92,10 +92,10 @@ def _database() -> dict[str, Any]:
     if url:
         # ASGI serves many requests from few threads: keep connections short-lived unless the
         # operator opts in (persistent connections leak under async, see docs/deploy.md).
-        config: dict[str, Any] = dj_database_url.parse(
+        config = dj_database_url.parse(
             url, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0), conn_health_checks=True
         )
-        return config
+        return dict(config)
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     return {
         "ENGINE": "django.db.backends.sqlite3",

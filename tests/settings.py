@@ -20,3 +20,6 @@ STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.Static
 WHITENOISE_USE_FINDERS = True
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 REPLY_FLUSH_INTERVAL = 0.01
+# WhiteNoise serves from the finders in tests; an empty STATIC_ROOT keeps it from warning.
+STATIC_ROOT = VAR_DIR / "static"  # noqa: F405
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)

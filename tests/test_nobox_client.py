@@ -592,7 +592,8 @@ async def test_a_stream_that_goes_quiet_hits_the_stall_timeout(nobox):
 
 
 async def test_a_slow_consumer_is_not_a_stall(nobox):
-    upstream = Upstream(sse(*hello_stream()))
+    # The short pauses make every read really wait, as it would on a socket.
+    upstream = Upstream(sse(*(p for part in hello_stream() for p in (Pause(0.01), part))))
     client = nobox(upstream, timeouts=quick(stall=0.05))
     items = []
     async for item in client.stream_chat(TOKEN, HELLO):

@@ -28,10 +28,12 @@ class Command(BaseCommand):
             path = settings.VAR_DIR / "initial_admin_password"
             path.write_text(password + "\n")
             path.chmod(0o600)
-        self.stdout.write(self.style.SUCCESS(
-            f"Created admin account '{options['username']}' with password: {password}\n"
-            "Sign in, then change the password under Settings."
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Created admin account '{options['username']}' with password: {password}\n"
+                "Sign in, then change the password under Settings."
+            )
+        )
 
     def _where_password(self) -> str:
         path = settings.VAR_DIR / "initial_admin_password"

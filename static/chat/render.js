@@ -1,0 +1,175 @@
+// Markdown rendering of untrusted model output, in one place: marked parses, highlight.js colours
+// code, DOMPurify sanitises, and only its DOM fragment ever reaches the page. The CSP (no inline
+// script, no remote images) backs this up.
+import { Marked } from "../vendor/marked/marked.esm.js";
+import DOMPurify from "../vendor/dompurify/purify.es.mjs";
+import hljs from "../vendor/highlight/es/highlight.min.js";
+
+// Re-highlighting a growing code block every frame costs time proportional to the block, so a
+// very long block is left plain until it is finished.
+const STREAMING_HIGHLIGHT_LIMIT = 20000;
+const FINAL_HIGHLIGHT_LIMIT = 200000;
+
+const SANITIZE = {
+  RETURN_DOM_FRAGMENT: true,
+  // Model HTML must not imitate the page: no forms or controls, and no id/name that could shadow
+  // the page's own elements (getElementById returns the first match, and messages come first).
+  FORBID_TAGS: ["style", "form", "button", "textarea", "select", "option", "dialog"],
+  FORBID_ATTR: ["style", "id", "name", "autofocus", "tabindex"],
+};
+
+function escapeHtml(text) {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+function languageOf(lang) {
+  const name = (lang || "").trim().split(/\s+/)[0].toLowerCase();
+  return name && hljs.getLanguage(name) ? name : "";
+}
+
+function makeMarked(highlightLimit) {
+  return new Marked({
+    gfm: true,
+    breaks: true,
+    renderer: {
+      code({ text, lang }) {
+        const label = (lang || "").trim().split(/\s+/)[0];
+        const language = languageOf(label);
+        const body = language && text.length <= highlightLimit
+          ? hljs.highlight(text, { language, ignoreIllegals: true }).value
+          : escapeHtml(text);
+        const cls = language ? `hljs language-${escapeHtml(language)}` : "hljs";
+        const data = label ? ` data-lang="${escapeHtml(label)}"` : "";
+        return `<pre${data}><code class="${cls}">${body}\n</code></pre>\n`;
+      },
+    },
+  });
+}
+
+const finalMarked = makeMarked(FINAL_HIGHLIGHT_LIMIT);
+const streamingMarked = makeMarked(STREAMING_HIGHLIGHT_LIMIT);
+
+DOMPurify.addHook("uponSanitizeElement", (node, data) => {
+  if (data.tagName === "img") {
+    // Remote images would leak the reader's IP to whoever the model (or a prompt injection)
+    // chose; only inline data: images are shown.
+    const src = node.getAttribute("src") || "";
+    if (!/^data:/i.test(src.trim())) node.remove();
+  } else if (data.tagName === "input") {
+    if ((node.getAttribute("type") || "").toLowerCase() !== "checkbox") node.remove();
+  }
+});
+
+DOMPurify.addHook("uponSanitizeAttribute", (node, data) => {
+  if (data.attrName === "class") {
+    // Only highlight.js classes (hljs-*, language-*, and its modifiers like "function_"): model
+    // HTML must not borrow the page's classes (banners, buttons).
+    data.attrValue = data.attrValue
+      .split(/\s+/)
+      .filter((c) => /^(hljs|language-)[\w-]*$|^[a-z]+_+$/.test(c))
+      .join(" ");
+    if (!data.attrValue) data.keepAttr = false;
+  }
+});
+
+DOMPurify.addHook("afterSanitizeAttributes", (node) => {
+  if (node.tagName === "A" && node.hasAttribute("href")) {
+    node.setAttribute("target", "_blank");
+    node.setAttribute("rel", "noopener noreferrer");
+  }
+  if (node.tagName === "INPUT") node.setAttribute("disabled", "");
+});
+
+function sanitize(html) {
+  const fragment = DOMPurify.sanitize(html, SANITIZE);
+  decorateCodeBlocks(fragment);
+  return fragment;
+}
+
+// Each code block gets a header with its language and a Copy button. Added after sanitising,
+// so these buttons are the page's own and the model cannot forge one.
+function decorateCodeBlocks(root) {
+  for (const pre of root.querySelectorAll("pre")) {
+    if (!pre.querySelector("code")) continue;
+    const block = document.createElement("div");
+    block.className = "code-block";
+    const header = document.createElement("div");
+    header.className = "code-header";
+    const label = document.createElement("span");
+    label.className = "code-lang";
+    label.textContent = pre.dataset.lang || "text";
+    pre.removeAttribute("data-lang");
+    const copy = document.createElement("button");
+    copy.type = "button";
+    copy.className = "copy-code";
+    copy.textContent = "Copy";
+    copy.setAttribute("aria-label", "Copy code");
+    header.append(label, copy);
+    pre.replaceWith(block);
+    block.append(header, pre);
+  }
+}
+
+/** Markdown to a sanitised DocumentFragment, ready for replaceChildren. */
+export function renderMarkdown(text) {
+  return sanitize(finalMarked.parse(text));
+}
+
+/** The code of the block a Copy button belongs to. */
+export function codeForCopyButton(button) {
+  const code = button.closest(".code-block")?.querySelector("pre code");
+  return code ? code.textContent.replace(/\n$/, "") : "";
+}
+
+/**
+ * Renders a reply while it streams, in time proportional to its last block rather than to the
+ * whole reply: top-level blocks followed by another block are final, so they are rendered once
+ * and kept; only the trailing block is re-rendered. The `done` frame then re-renders the whole
+ * message with renderMarkdown, which fixes the rare construct that spans blocks (link
+ * definitions given after their use).
+ */
+export class StreamingMarkdown {
+  constructor(container) {
+    this.container = container;
+    this.frozenLength = 0;
+    this.tailNodes = [];
+  }
+
+  reset() {
+    this.container.replaceChildren();
+    this.frozenLength = 0;
+    this.tailNodes = [];
+  }
+
+  update(text) {
+    if (text.length < this.frozenLength) this.reset();
+    const tail = text.slice(this.frozenLength);
+    const tokens = streamingMarked.lexer(tail);
+    let last = tokens.length - 1;
+    while (last >= 0 && tokens[last].type === "space") last -= 1;
+    let live = tokens;
+    if (last >= 1) {
+      const done = tokens.slice(0, last);
+      const raw = done.map((t) => t.raw).join("");
+      // The lexer normalises some input (\r\n); freeze only when the raw text lines up exactly.
+      if (tail.startsWith(raw)) {
+        done.links = tokens.links;
+        this.removeTail();
+        this.container.append(sanitize(streamingMarked.parser(done)));
+        this.frozenLength += raw.length;
+        live = tokens.slice(last);
+      }
+    }
+    live.links = tokens.links;
+    const fragment = sanitize(streamingMarked.parser(live));
+    const nodes = Array.from(fragment.childNodes);
+    this.removeTail();
+    this.container.append(fragment);
+    this.tailNodes = nodes;
+  }
+
+  removeTail() {
+    for (const node of this.tailNodes) node.remove();
+    this.tailNodes = [];
+  }
+}

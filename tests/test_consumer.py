@@ -1,0 +1,436 @@
+"""The chat WebSocket, driven with WebsocketCommunicator against the real database, the in-memory
+channel layer and the Nobox simulator over real HTTP."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+
+from chat import replies, tokens
+from chat.consumers import ChatConsumer
+from chat.models import Conversation, Message
+from tests.ws import connect, frames_until, send_frame, send_raw, streamed_text
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def upstream_calls(simulator_url: str) -> int:
+    async with httpx.AsyncClient() as client:
+        stats = (await client.get(simulator_url.removesuffix("/_f_") + "/_sim/stats")).json()
+    return int(stats["chat_completions"])
+
+
+async def send_and_finish(communicator: WebsocketCommunicator, frame: dict) -> list[dict]:
+    await communicator.send_json_to(frame)
+    return await frames_until(communicator, "done")
+
+
+def rows(model: type, **filters: object) -> list:
+    return list(model.objects.filter(**filters).order_by("pk"))
+
+
+async def test_it_streams_a_reply_and_stores_both_messages(alice, alice_token, nobox):
+    ws = await connect(alice)
+    frames = await send_and_finish(ws, send_frame("hello there", model="sim/echo"))
+
+    ack = next(f for f in frames if f["type"] == "ack")
+    user_msg, reply = ack["messages"]
+    assert user_msg["content"] == "hello there" and reply["status"] == "streaming"
+    done = frames[-1]
+    assert done["message"]["status"] == "complete"
+    assert done["message"]["content"] == streamed_text(frames, reply["id"])
+    assert "hello there" in done["message"]["content"]
+    assert sum(1 for f in frames if f["type"] == "delta") >= 1
+
+    stored = await database_sync_to_async(rows)(
+        Message, conversation__public_id=ack["conversation"]
+    )
+    assert [m.role for m in stored] == ["user", "assistant"]
+    assert stored[1].content == done["message"]["content"]
+    assert stored[1].finish_reason == "stop"
+    assert stored[1].total_tokens and stored[1].total_tokens > 0
+    await ws.disconnect()
+
+
+async def test_it_records_usage_and_cost_from_the_models_price(alice, alice_token, nobox):
+    ws = await connect(alice)
+    frames = await send_and_finish(ws, send_frame("price me", model="openai/gpt-4o"))
+    message = frames[-1]["message"]
+    assert message["usage"]["completion_tokens"] > 0
+    assert message["cost"] is not None and float(message["cost"]) > 0
+    await ws.disconnect()
+
+
+async def test_stop_ends_the_reply_at_once_and_keeps_its_text(alice, alice_token, nobox):
+    ws = await connect(alice)
+    await ws.send_json_to(send_frame("tell me a long story", model="sim/long"))
+    frames = await frames_until(ws, "delta")
+    conversation = frames[0]["conversation"]
+    await ws.send_json_to({"type": "stop", "conversation": conversation})
+    frames += await frames_until(ws, "done", timeout=5)
+
+    done = frames[-1]["message"]
+    assert done["status"] == "stopped"
+    stored = await Message.objects.aget(public_id=done["id"])
+    assert stored.status == "stopped"
+    assert stored.content == done["content"] == streamed_text(frames, done["id"])
+    assert stored.content  # the partial answer is kept
+    await ws.disconnect()
+
+
+async def test_closing_the_socket_does_not_lose_the_reply(alice, alice_token, nobox):
+    ws = await connect(alice)
+    await ws.send_json_to(send_frame("keep going without me", model="sim/echo"))
+    ack = (await frames_until(ws, "ack"))[-1]
+    await ws.disconnect()
+
+    await replies.wait_for_running()
+    reply = await Message.objects.aget(public_id=ack["messages"][1]["id"])
+    assert reply.status == "complete"
+    assert "keep going without me" in reply.content
+
+
+async def test_a_second_socket_joining_mid_reply_sees_the_same_text(alice, alice_token, nobox):
+    first = await connect(alice)
+    await first.send_json_to(send_frame("a long one please", model="sim/long"))
+    frames_a = await frames_until(first, "delta")
+    conversation = frames_a[0]["conversation"]
+
+    second = await connect(alice)
+    await second.send_json_to({"type": "subscribe", "conversation": conversation})
+    frames_b = await frames_until(second, "done", timeout=30)
+    frames_a += await frames_until(first, "done", timeout=30)
+
+    reply_id = frames_a[-1]["reply"]
+    final = frames_a[-1]["message"]["content"]
+    assert streamed_text(frames_a, reply_id) == final
+    assert streamed_text(frames_b, reply_id) == final
+    assert any(f["type"] == "snapshot" for f in frames_b)
+    await first.disconnect()
+    await second.disconnect()
+
+
+async def test_a_resent_send_creates_nothing_twice(alice, alice_token, nobox, simulator_url):
+    before = await upstream_calls(simulator_url)
+    ws = await connect(alice)
+    frame = send_frame("only once", model="sim/echo")
+    await send_and_finish(ws, frame)
+    await ws.send_json_to(frame)
+    again = await frames_until(ws, "history")
+
+    ack = next(f for f in again if f["type"] == "ack")
+    assert ack["duplicate"] is True
+    assert await Message.objects.filter(client_id=frame["client_id"]).acount() == 1
+    assert await Message.objects.acount() == 2
+    assert await upstream_calls(simulator_url) == before + 1
+    await ws.disconnect()
+
+
+async def test_a_second_send_while_streaming_is_busy(alice, alice_token, nobox):
+    ws = await connect(alice)
+    await ws.send_json_to(send_frame("first", model="sim/long"))
+    conversation = (await frames_until(ws, "ack"))[-1]["conversation"]
+    second = send_frame("second", model="sim/echo", conversation=conversation)
+    await ws.send_json_to(second)
+    frames = await frames_until(ws, "error")
+
+    assert frames[-1]["code"] == "busy"
+    assert frames[-1]["client_id"] == second["client_id"]
+    assert not await Message.objects.filter(client_id=second["client_id"]).aexists()
+    await ws.send_json_to({"type": "stop", "conversation": conversation})
+    await frames_until(ws, "done")
+    await ws.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        ("not json", "bad_frame"),
+        ("[1, 2]", "bad_frame"),
+        ({"no": "type"}, "unknown_type"),
+        ({"type": "dance"}, "unknown_type"),
+        ({"type": "send", "client_id": "x1", "text": "", "model": "sim/echo"}, "invalid"),
+        ({"type": "send", "client_id": "x1", "text": 42, "model": "sim/echo"}, "invalid"),
+        ({"type": "send", "client_id": "bad id!", "text": "hi", "model": "sim/echo"}, "invalid"),
+        ({"type": "send", "client_id": "x1", "text": "hi"}, "invalid"),
+        (
+            {"type": "send", "client_id": "x1", "text": "hi", "model": "m", "temperature": "hot"},
+            "invalid",
+        ),
+        (
+            {"type": "send", "client_id": "x1", "text": "hi", "model": "m", "temperature": True},
+            "invalid",
+        ),
+        (
+            {"type": "send", "client_id": "x1", "text": "hi", "model": "m", "max_tokens": 0},
+            "invalid",
+        ),
+        (
+            {"type": "send", "client_id": "x1", "text": "hi", "model": "m", "conversation": 7},
+            "invalid",
+        ),
+        ({"type": "send", "client_id": "x1", "text": "x" * 100_001, "model": "m"}, "too_large"),
+        (
+            {
+                "type": "send",
+                "client_id": "x1",
+                "text": "hi",
+                "model": "m",
+                "attachments": [
+                    {"type": "image_url", "image_url": {"url": "https://evil.test/x.png"}}
+                ],
+            },
+            "invalid",
+        ),
+        (
+            {
+                "type": "send",
+                "client_id": "x1",
+                "text": "hi",
+                "model": "m",
+                "attachments": [
+                    {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "ogg"}}
+                ],
+            },
+            "invalid",
+        ),
+        ({"type": "subscribe"}, "invalid"),
+        ({"type": "stop", "conversation": ["a"]}, "invalid"),
+    ],
+)
+async def test_bad_frames_get_a_clear_error_and_store_nothing(alice, alice_token, payload, code):
+    ws = await connect(alice)
+    await send_raw(ws, payload)
+    error = await ws.receive_json_from(timeout=5)
+    assert error["type"] == "error"
+    assert error["code"] == code
+    assert error["message"]
+    assert await Message.objects.acount() == 0
+    # The socket stays usable after a bad frame.
+    await ws.send_json_to({"type": "ping"})
+    assert await ws.receive_json_from(timeout=5) == {"type": "pong"}
+    await ws.disconnect()
+
+
+async def test_binary_frames_are_refused(alice):
+    ws = await connect(alice)
+    await ws.send_to(bytes_data=b"\x00\x01")
+    error = await ws.receive_json_from(timeout=5)
+    assert (error["type"], error["code"]) == ("error", "bad_frame")
+    await ws.disconnect()
+
+
+async def test_an_oversized_frame_is_refused(alice, settings):
+    settings.MAX_FRAME_BYTES = 2048
+    ws = await connect(alice)
+    await send_raw(ws, json.dumps(send_frame("y" * 4096)))
+    error = await ws.receive_json_from(timeout=5)
+    assert error["code"] == "too_large"
+    await ws.disconnect()
+
+
+async def test_another_users_conversation_is_not_found(
+    alice, alice_token, bob, bob_token, nobox, simulator_url
+):
+    ws_alice = await connect(alice)
+    done = await send_and_finish(ws_alice, send_frame("alice's secret", model="sim/echo"))
+    conversation = done[0]["conversation"]
+    before = await upstream_calls(simulator_url)
+
+    ws_bob = await connect(bob)
+    for frame in (
+        {"type": "subscribe", "conversation": conversation},
+        send_frame("let me in", conversation=conversation),
+        {"type": "stop", "conversation": conversation},
+    ):
+        await ws_bob.send_json_to(frame)
+        error = await ws_bob.receive_json_from(timeout=5)
+        assert (error["type"], error["code"]) == ("error", "not_found")
+        assert "alice's secret" not in json.dumps(error)
+
+    assert await upstream_calls(simulator_url) == before
+    assert await Message.objects.filter(conversation__owner=bob).acount() == 0
+    assert await Message.objects.acount() == 2
+    await ws_alice.disconnect()
+    await ws_bob.disconnect()
+
+
+async def test_without_a_token_nothing_is_stored_or_sent(charlie, nobox, simulator_url):
+    before = await upstream_calls(simulator_url)
+    ws = await connect(charlie)
+    await ws.send_json_to(send_frame("hello?"))
+    error = await ws.receive_json_from(timeout=5)
+    assert error["code"] == "no_token"
+    assert await Message.objects.acount() == 0
+    assert await Conversation.objects.acount() == 0
+    assert await upstream_calls(simulator_url) == before
+    await ws.disconnect()
+
+
+async def test_an_unreadable_token_asks_to_re_enter_it(alice, alice_token, settings):
+    from cryptography.fernet import Fernet
+
+    settings.NOBOX_TOKEN_KEYS = [Fernet.generate_key().decode()]
+    ws = await connect(alice)
+    await ws.send_json_to(send_frame("hello?"))
+    error = await ws.receive_json_from(timeout=5)
+    assert error["code"] == "token_unreadable"
+    assert "re-enter" in error["message"]
+    await ws.disconnect()
+
+
+async def _reply_for(user, token: str, model: str) -> dict:
+    await database_sync_to_async(tokens.store_token)(user, token)
+    ws = await connect(user)
+    frames = await send_and_finish(ws, send_frame("hi", model=model))
+    await ws.disconnect()
+    return frames[-1]["message"]
+
+
+@pytest.mark.parametrize(
+    ("token", "model", "code", "hint"),
+    [
+        ("broke-wallet-token", "sim/echo", "insufficient_funds", "Top it up"),
+        ("invalid-token-xyz", "sim/echo", "invalid_token", "Replace it in Settings"),
+        ("sk-good-token", "no/such-model", "model_not_found", "Pick another model"),
+        ("ratelimited-token", "sim/echo", "rate_limited", "Wait"),
+        ("sk-good-token", "sim/server-error", "upstream_error", "Retry"),
+        ("sk-good-token", "sim/html-error", "upstream_error", "Retry"),
+    ],
+)
+async def test_each_nobox_failure_becomes_a_message_that_says_what_to_do(
+    alice, nobox, settings, token, model, code, hint
+):
+    settings.NOBOX_RETRY_ATTEMPTS = 1
+    message = await _reply_for(alice, token, model)
+    assert message["status"] == "error"
+    assert message["error"]["code"] == code
+    assert hint in message["error"]["message"]
+    # The user's words are kept whatever happened upstream.
+    assert await Message.objects.filter(role="user", content="hi").aexists()
+
+
+@pytest.mark.parametrize(
+    ("model", "code"),
+    [("sim/error-mid-stream", "upstream_error"), ("sim/cut", "incomplete_stream")],
+)
+async def test_a_reply_broken_mid_stream_keeps_its_partial_text(
+    alice, nobox, settings, model, code
+):
+    message = await _reply_for(alice, "sk-good-token", model)
+    assert message["status"] == "error"
+    assert message["error"]["code"] == code
+    assert message["content"]  # partial answer stored and marked
+    stored = await Message.objects.aget(public_id=message["id"])
+    assert stored.content == message["content"]
+
+
+async def test_a_stalled_stream_times_out_and_keeps_its_text(alice, nobox, settings):
+    settings.NOBOX_STALL_TIMEOUT = 0.5
+    message = await _reply_for(alice, "sk-good-token", "sim/stall")
+    assert (message["status"], message["error"]["code"]) == ("error", "timeout")
+    assert message["content"]
+
+
+async def test_max_tokens_marks_the_reply_truncated(alice, alice_token, nobox):
+    ws = await connect(alice)
+    frames = await send_and_finish(ws, send_frame("write a lot", model="sim/long", max_tokens=5))
+    message = frames[-1]["message"]
+    assert message["status"] == "truncated"
+    assert message["finish_reason"] == "length"
+    await ws.disconnect()
+
+
+async def test_attachments_reach_nobox_as_content_parts(alice, alice_token, nobox):
+    png = (
+        "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk"
+        "+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+    )
+    attachments = [
+        {"type": "image_url", "image_url": {"url": png}},
+        {"type": "input_audio", "input_audio": {"data": "UklGRiQAAABXQVZF", "format": "wav"}},
+    ]
+    ws = await connect(alice)
+    frames = await send_and_finish(ws, send_frame("what is this", attachments=attachments))
+    reply = frames[-1]["message"]["content"]
+    assert "1 image" in reply and "1 audio" in reply
+    stored = await Message.objects.aget(role="user")
+    assert stored.attachments == attachments
+    await ws.disconnect()
+
+
+async def test_an_anonymous_socket_is_closed(db):
+    from django.contrib.auth.models import AnonymousUser
+
+    communicator = WebsocketCommunicator(ChatConsumer.as_asgi(), "/ws/chat/")
+    communicator.scope["user"] = AnonymousUser()
+    connected, code = await communicator.connect()
+    assert not connected
+    assert code == 4401
+
+
+async def test_a_deactivated_user_is_closed_at_the_next_frame(alice):
+    ws = await connect(alice)
+    alice.is_active = False
+    await alice.asave(update_fields=["is_active"])
+    await ws.send_json_to({"type": "ping"})
+    output = await ws.receive_output(timeout=5)
+    assert output == {"type": "websocket.close", "code": 4403}
+
+
+async def test_the_socket_refuses_a_foreign_origin(alice):
+    from noboxweb.asgi import application
+
+    communicator = WebsocketCommunicator(
+        application, "/ws/chat/", headers=[(b"origin", b"https://evil.example")]
+    )
+    connected, _ = await communicator.connect()
+    assert not connected
+
+
+async def test_a_session_cookie_authenticates_the_socket(alice, client):
+    from noboxweb.asgi import application
+
+    await database_sync_to_async(client.force_login)(alice)
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+    communicator = WebsocketCommunicator(
+        application,
+        "/ws/chat/",
+        headers=[(b"origin", b"http://localhost"), (b"host", b"localhost"), (b"cookie", cookie)],
+    )
+    connected, _ = await communicator.connect()
+    assert connected
+    assert await communicator.receive_json_from(timeout=5) == {"type": "hello"}
+    await communicator.disconnect()
+
+
+async def test_a_reply_orphaned_by_a_dead_process_is_swept_as_interrupted(alice, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    conversation = await Conversation.objects.acreate(owner=alice, next_seq=3)
+    await Message.objects.acreate(conversation=conversation, seq=1, role="user", content="q")
+    orphan = await Message.objects.acreate(
+        conversation=conversation,
+        seq=2,
+        role="assistant",
+        status="streaming",
+        content="half an ans",
+        heartbeat_at=timezone.now() - timedelta(seconds=60),
+    )
+    ws = await connect(alice)
+    await ws.send_json_to({"type": "subscribe", "conversation": conversation.public_id})
+    history = (await frames_until(ws, "history"))[-1]
+    shown = {m["id"]: m for m in history["messages"]}[orphan.public_id]
+    if shown["status"] == "streaming":  # the sweep ran after the page asked: `done` follows
+        shown = (await frames_until(ws, "done", timeout=10))[-1]["message"]
+
+    assert (shown["status"], shown["content"]) == ("interrupted", "half an ans")
+    await orphan.arefresh_from_db()
+    assert (orphan.status, orphan.content) == ("interrupted", "half an ans")
+    await ws.disconnect()
