@@ -1,0 +1,157 @@
+"""Real processes for end-to-end tests: the app under daphne, the Nobox simulator, manage.py.
+
+Each app process gets its own environment (database, channel layer, upstream), exactly as an
+operator would configure it; nothing is shared with the test process but the database itself.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import ROOT, free_port, wait_for_port
+
+TEST_SECRET_KEY = "end-to-end-test-secret-key-0123456789-abcdefghijklmnop"
+TEST_TOKEN_KEY = "vsTuC9ev89r7R6sVdEW4xjpQTt3yOBhC7WtGgofFudM="
+
+
+def app_env(var_dir: Path, **overrides: str) -> dict[str, str]:
+    """Environment for an app process: embedded defaults under `var_dir` unless overridden."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL"}
+    }
+    env.update(
+        {
+            "DEBUG": "1",  # serves static files from the finders; no collectstatic needed
+            "SECRET_KEY": TEST_SECRET_KEY,
+            "NOBOX_TOKEN_KEYS": TEST_TOKEN_KEY,
+            "NOBOX_VAR_DIR": str(var_dir),
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "NOBOX_BASE_URL": "http://127.0.0.1:9/_f_",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(overrides)
+    return env
+
+
+def manage(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+def create_user(
+    env: dict[str, str], username: str, password: str, token: str | None = None
+) -> None:
+    code = f"from chat.models import User; User.objects.create_user({username!r}, '', {password!r})"
+    manage(env, "shell", "-c", code)
+    if token is not None:
+        manage(env, "set_nobox_token", username, stdin=token + "\n")
+
+
+@contextmanager
+def simulator(tokens_per_second: float = 50, reply_tokens: int = 120) -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "chat.nobox.simulator",
+            "--port",
+            str(port),
+            "--tokens-per-second",
+            str(tokens_per_second),
+            "--reply-tokens",
+            str(reply_tokens),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, proc=proc)
+        yield f"http://127.0.0.1:{port}/_f_"
+    finally:
+        stop(proc)
+
+
+@contextmanager
+def app_server(
+    env: dict[str, str], log_path: Path | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Serve the app with daphne on a free port; yields (base URL, process)."""
+    port = free_port()
+    log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "noboxweb.asgi:application",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for_port(port, timeout=30, proc=proc)
+        yield f"http://127.0.0.1:{port}", proc
+    finally:
+        stop(proc)
+        if log_path:
+            log.close()  # type: ignore[union-attr]
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def login(base_url: str, username: str, password: str) -> httpx.Cookies:
+    """Sign in through the real login form; returns the session (and CSRF) cookies."""
+    with httpx.Client(base_url=base_url, follow_redirects=False, timeout=10) as client:
+        page = client.get("/accounts/login/")
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+        assert token, "login page has no CSRF token"
+        response = client.post(
+            "/accounts/login/",
+            data={
+                "username": username,
+                "password": password,
+                "csrfmiddlewaretoken": token.group(1),
+            },
+            headers={"Referer": f"{base_url}/accounts/login/"},
+        )
+        assert response.status_code == 302, f"login failed: {response.status_code}"
+        return client.cookies
