@@ -33,6 +33,7 @@ from chat.asyncdb import db_sync
 from chat.frames import FrameError, SendRequest
 from chat.models import Conversation, Message, NoboxToken, User
 from chat.nobox import ChatRequest, Completed, Delta, NoboxError, Usage
+from chat.shutdown import on_shutdown
 from chat.upstream import explain, nobox_client, pricing_for
 
 log = logging.getLogger(__name__)
@@ -237,6 +238,7 @@ async def launch(started: Started) -> None:
     )
     task = asyncio.create_task(generation.run(), name=f"reply {started.reply.public_id}")
     _running[started.reply.public_id] = task
+    on_shutdown("interrupt running replies", interrupt_running)
     task.add_done_callback(lambda _: _running.pop(started.reply.public_id, None))
     await _touch_token(started.conversation.owner_id)
 
@@ -250,6 +252,13 @@ async def wait_for_running() -> None:
     """Wait for every generation of this process to finish (tests, graceful shutdown)."""
     while _running:
         await asyncio.gather(*list(_running.values()), return_exceptions=True)
+
+
+async def interrupt_running() -> None:
+    """Cancel this process's generations; each keeps its text and ends `interrupted`."""
+    for task in list(_running.values()):
+        task.cancel()
+    await wait_for_running()
 
 
 async def request_stop(reply_public_id: str) -> None:

@@ -28,6 +28,7 @@ from chat.nobox import (
     Timeouts,
     UpstreamError,
 )
+from chat.shutdown import on_shutdown
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def nobox_client() -> NoboxClient:
             include_usage=settings.NOBOX_INCLUDE_USAGE,
         )
         entry = _clients[loop] = (http, client)
-        _close_on_shutdown(http)
+        on_shutdown("close nobox http client", close_clients)
     return entry[1]
 
 
@@ -71,22 +72,6 @@ async def close_clients() -> None:
     entry = _clients.pop(loop, None)
     if entry is not None:
         await entry[0].aclose()
-
-
-def _close_on_shutdown(http: httpx.AsyncClient) -> None:
-    # Daphne has no ASGI lifespan; it runs on Twisted's asyncio reactor, whose "before shutdown"
-    # trigger lets us close pooled connections cleanly when the server stops.
-    try:
-        from twisted.internet import defer, reactor
-    except ImportError:  # not under daphne
-        return
-    if not reactor.running:
-        return
-
-    def close() -> defer.Deferred[None]:
-        return defer.Deferred.fromFuture(asyncio.ensure_future(close_clients()))
-
-    reactor.addSystemEventTrigger("before", "shutdown", close)  # type: ignore[arg-type]
 
 
 # --- models catalogue --------------------------------------------------------------------------

@@ -434,3 +434,19 @@ async def test_a_reply_orphaned_by_a_dead_process_is_swept_as_interrupted(alice,
     await orphan.arefresh_from_db()
     assert (orphan.status, orphan.content) == ("interrupted", "half an ans")
     await ws.disconnect()
+
+
+async def test_a_graceful_shutdown_keeps_running_replies_as_interrupted(alice, alice_token, nobox):
+    ws = await connect(alice)
+    await ws.send_json_to(send_frame("a long one", model="sim/long"))
+    frames = await frames_until(ws, "delta")
+    frames += await frames_until(ws, "delta")
+
+    await replies.interrupt_running()
+    frames += await frames_until(ws, "done")
+    message = frames[-1]["message"]
+    assert message["status"] == "interrupted"
+    stored = await Message.objects.aget(public_id=message["id"])
+    assert stored.status == "interrupted"
+    assert stored.content and stored.content.startswith(streamed_text(frames[:-1], message["id"]))
+    await ws.disconnect()

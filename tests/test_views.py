@@ -1,0 +1,173 @@
+"""Pages and JSON endpoints as the owner, as another user and as nobody."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from chat.models import Conversation, Message, NoboxToken
+from tests.conftest import ALICE_TOKEN
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def alice_chat(alice):
+    conversation = Conversation.objects.create(owner=alice, title="Alice's plans", next_seq=3)
+    Message.objects.create(conversation=conversation, seq=1, role="user", content="secret plan")
+    Message.objects.create(
+        conversation=conversation, seq=2, role="assistant", content="**bold** answer"
+    )
+    return conversation
+
+
+@pytest.fixture
+def as_alice(client, alice):
+    client.force_login(alice)
+    return client
+
+
+@pytest.fixture
+def as_bob(client, bob):
+    client.force_login(bob)
+    return client
+
+
+def test_anonymous_visitors_are_sent_to_sign_in(client, alice_chat):
+    for url in ["/", f"/c/{alice_chat.public_id}/", "/settings/"]:
+        response = client.get(url)
+        assert response.status_code == 302
+        assert response["Location"].startswith("/accounts/login/")
+
+
+def test_the_chat_page_lists_only_my_conversations(as_alice, alice_chat, bob):
+    Conversation.objects.create(owner=bob, title="Bob's thing")
+    page = as_alice.get("/").content.decode()
+    assert "Alice&#x27;s plans" in page or "Alice's plans" in page
+    assert "Bob&#x27;s thing" not in page and "Bob's thing" not in page
+
+
+def test_the_owner_sees_the_conversation_with_its_messages(as_alice, alice_chat):
+    response = as_alice.get(f"/c/{alice_chat.public_id}/")
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "secret plan" in body
+    assert 'id="page-data"' in body
+
+
+def test_it_rejects_other_users(as_bob, alice_chat):
+    assert as_bob.get(f"/c/{alice_chat.public_id}/").status_code == 404
+    assert as_bob.post(f"/c/{alice_chat.public_id}/rename", {"title": "mine"}).status_code == 404
+    assert as_bob.post(f"/c/{alice_chat.public_id}/delete").status_code == 404
+    alice_chat.refresh_from_db()
+    assert alice_chat.title == "Alice's plans"
+
+
+def test_unknown_conversations_are_404(as_alice):
+    assert as_alice.get("/c/does-not-exist/").status_code == 404
+
+
+def test_the_owner_can_rename_and_delete(as_alice, alice_chat):
+    as_alice.post(f"/c/{alice_chat.public_id}/rename", {"title": "Renamed"})
+    alice_chat.refresh_from_db()
+    assert alice_chat.title == "Renamed"
+    response = as_alice.post(f"/c/{alice_chat.public_id}/delete")
+    assert response.status_code == 302
+    assert not Conversation.objects.filter(pk=alice_chat.pk).exists()
+    assert not Message.objects.filter(conversation_id=alice_chat.pk).exists()
+
+
+def test_changing_things_needs_post(as_alice, alice_chat):
+    assert as_alice.get(f"/c/{alice_chat.public_id}/delete").status_code == 405
+    assert Conversation.objects.filter(pk=alice_chat.pk).exists()
+
+
+def test_forms_need_a_csrf_token(alice, alice_chat):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(alice)
+    assert client.post(f"/c/{alice_chat.public_id}/delete").status_code == 403
+    assert client.post("/settings/", {"token": "sk-abcdefgh"}).status_code == 403
+    assert Conversation.objects.filter(pk=alice_chat.pk).exists()
+
+
+def test_pages_carry_a_strict_content_security_policy(as_alice):
+    policy = as_alice.get("/")["Content-Security-Policy"]
+    assert "script-src 'self'" in policy
+    assert "unsafe-inline" not in policy
+    assert "frame-ancestors 'none'" in policy
+
+
+def test_models_need_a_signed_in_user(client):
+    response = client.get("/api/models")
+    assert response.status_code == 401
+
+
+def test_models_without_a_token_say_what_to_do(as_alice):
+    response = as_alice.get("/api/models")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "no_token"
+
+
+def test_models_come_with_prices_and_never_the_token(as_alice, alice_token, nobox):
+    response = as_alice.get("/api/models")
+    assert response.status_code == 200
+    models = {m["id"]: m for m in response.json()["models"]}
+    assert models["openai/gpt-4o"]["pricing"] == {"prompt": "0.0000025", "completion": "0.00001"}
+    assert ALICE_TOKEN not in response.content.decode()
+
+
+def test_a_nobox_failure_on_models_is_a_clear_error(as_alice, alice, nobox):
+    from chat import tokens
+
+    tokens.store_token(alice, "invalid-but-stored")
+    response = as_alice.get("/api/models")
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "invalid_token"
+    assert "Replace it in Settings" in response.json()["error"]["message"]
+
+
+def test_saving_a_token_verifies_and_encrypts_it(as_alice, alice, nobox):
+    token = "sk-fresh-token-9876"
+    response = as_alice.post("/settings/", {"action": "save", "token": token}, follow=True)
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "…9876" in page
+    assert token not in page
+    record = NoboxToken.objects.get(user=alice)
+    assert token.encode() not in bytes(record.ciphertext)
+    assert record.last_verified_at is not None
+
+
+def test_a_rejected_token_is_not_saved(as_alice, alice, nobox):
+    response = as_alice.post("/settings/", {"action": "save", "token": "invalid-token-123"})
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Nobox rejected this token (401)" in page
+    assert "nothing was saved" in page
+    assert "invalid-token-123" not in page
+    assert not NoboxToken.objects.filter(user=alice).exists()
+
+
+def test_an_unreachable_nobox_saves_nothing(as_alice, alice, settings):
+    settings.NOBOX_BASE_URL = "http://127.0.0.1:9/_f_"
+    settings.NOBOX_RETRY_ATTEMPTS = 1
+    response = as_alice.post("/settings/", {"action": "save", "token": "sk-unverifiable"})
+    assert "Could not verify the token" in response.content.decode()
+    assert not NoboxToken.objects.filter(user=alice).exists()
+
+
+def test_a_malformed_token_is_refused_before_any_call(as_alice, alice):
+    response = as_alice.post("/settings/", {"action": "save", "token": "has space in it"})
+    assert "does not look like a Nobox token" in response.content.decode()
+    assert not NoboxToken.objects.filter(user=alice).exists()
+
+
+def test_a_token_can_be_removed(as_alice, alice, alice_token):
+    as_alice.post("/settings/", {"action": "remove"})
+    assert not NoboxToken.objects.filter(user=alice).exists()
+
+
+def test_the_settings_page_never_shows_the_token(as_alice, alice_token):
+    page = as_alice.get("/settings/").content.decode()
+    assert alice_token not in page
+    assert "…" + alice_token[-4:] in page
