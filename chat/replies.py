@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -81,6 +82,7 @@ def store_send(user: User, req: SendRequest) -> Started:
                 raise FrameError("busy", "A reply is still being written in this conversation.")
             _apply_settings(conversation, req)
             user_message, reply = _add_turn(conversation, req)
+            NoboxToken.objects.filter(user=user).update(last_used_at=user_message.created_at)
             request = ChatRequest(
                 model=conversation.model,
                 messages=prompt_for(conversation),
@@ -240,12 +242,6 @@ async def launch(started: Started) -> None:
     _running[started.reply.public_id] = task
     on_shutdown("interrupt running replies", interrupt_running)
     task.add_done_callback(lambda _: _running.pop(started.reply.public_id, None))
-    await _touch_token(started.conversation.owner_id)
-
-
-@db_sync
-def _touch_token(user_id: int) -> None:
-    NoboxToken.objects.filter(user_id=user_id).update(last_used_at=timezone.now())
 
 
 async def wait_for_running() -> None:
@@ -309,6 +305,7 @@ class Generation:
         self.published_len = 0
         self.pending: list[str] = []
         self._wake = asyncio.Event()
+        self._last_flush = 0.0
         self._stop_requested = False
         self._stream_task: asyncio.Task[Outcome] | None = None
 
@@ -356,8 +353,7 @@ class Generation:
             async with aclosing(nobox_client().stream_chat(self._token, self.request)) as stream:
                 async for event in stream:
                     if isinstance(event, Delta):
-                        self.pending.append(event.text)
-                        self._wake.set()
+                        await self._add_text(event.text)
                     elif isinstance(event, Completed):
                         return _completed(event)
         except NoboxError as error:
@@ -402,20 +398,35 @@ class Generation:
             },
         )
 
+    async def _add_text(self, text: str) -> None:
+        # The first text, and any text an interval after the last frame, goes out at once (time
+        # to first token matters); text arriving faster is left to the publish loop, so a fast
+        # model means one frame per interval, not one per token.
+        self.pending.append(text)
+        if time.monotonic() - self._last_flush >= settings.REPLY_FLUSH_INTERVAL:
+            await self._flush()
+            # Let the sockets relay it now even when upstream bytes are already buffered and the
+            # stream loop would otherwise run on without yielding.
+            await asyncio.sleep(0)
+        else:
+            self._wake.set()
+
     async def _publish_loop(self) -> None:
-        # First delta goes out at once (time to first token matters), then at most one frame per
-        # flush interval however fast the model writes.
+        """Flush text left pending by `_add_text` once its interval has passed."""
         while True:
             await self._wake.wait()
             self._wake.clear()
+            delay = self._last_flush + settings.REPLY_FLUSH_INTERVAL - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
             await self._flush()
-            await asyncio.sleep(settings.REPLY_FLUSH_INTERVAL)
 
     async def _flush(self) -> None:
         if not self.pending:
             return
         chunk = "".join(self.pending)
         self.pending.clear()
+        self._last_flush = time.monotonic()
         offset = self.published_len
         self.published.append(chunk)
         self.published_len += len(chunk)

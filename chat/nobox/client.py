@@ -179,7 +179,7 @@ class NoboxClient:
                 yield _completed(completion)
                 return
             async with (
-                aclosing(_sse_events(response)) as events,
+                aclosing(_sse_events(response, clock)) as events,
                 aclosing(_stream_items(events, clock, token)) as items,
             ):
                 async for item in items:
@@ -273,9 +273,17 @@ class _Clock:
         self._loop = asyncio.get_running_loop()
         self.total = self._loop.time() + timeouts.total
         self.first_byte = self.total
+        self.event_deadline = self.total
+        self.event_phase: TimeoutPhase = "total"
 
     def start_attempt(self) -> None:
         self.first_byte = self._loop.time() + self._timeouts.first_byte
+        self.expect_event("first_byte")
+
+    def expect_event(self, phase: TimeoutPhase) -> None:
+        """Set the deadline for the next stream event: the attempt's first byte, or a stall."""
+        self.event_phase = phase
+        self.event_deadline = self.first_byte if phase == "first_byte" else self.next_stall()
 
     def next_stall(self) -> float:
         return self._loop.time() + self._timeouts.stall
@@ -298,12 +306,8 @@ async def _stream_items(
     events: AsyncIterator[SSEEvent], clock: _Clock, token: str
 ) -> AsyncGenerator[Delta | Completed, None]:
     state = _StreamState()
-    deadline = clock.first_byte
-    phase: TimeoutPhase = "first_byte"
-    while True:
-        event = await clock.within(anext(events, None), deadline, phase)
-        if event is None:
-            raise IncompleteStream("the Nobox stream ended before the reply was complete")
+    clock.expect_event("first_byte")
+    async for event in events:
         if event.data == "[DONE]":
             yield state.completed()
             return
@@ -314,15 +318,22 @@ async def _stream_items(
         if text:
             yield Delta(text)
         # Measured from here, after the consumer took the delta: a slow consumer is not a stall.
-        deadline, phase = clock.next_stall(), "stall"
+        clock.expect_event("stall")
+    raise IncompleteStream("the Nobox stream ended before the reply was complete")
 
 
-async def _sse_events(response: httpx.Response) -> AsyncGenerator[SSEEvent, None]:
+async def _sse_events(response: httpx.Response, clock: _Clock) -> AsyncGenerator[SSEEvent, None]:
+    """Decoded events; the event deadline is enforced on network reads only.
+
+    Events already decoded from a chunk cost no timer: arming an asyncio timeout per event was
+    most of the client's cost with a fast model. A chunk holding only a comment (keep-alive)
+    produces no event, so it does not push the deadline back.
+    """
     decoder = SSEDecoder()
     chunks = response.aiter_bytes()
     while True:
         try:
-            chunk = await anext(chunks, None)
+            chunk = await clock.within(anext(chunks, None), clock.event_deadline, clock.event_phase)
         except httpx.TransportError:
             raise IncompleteStream("the connection to Nobox broke mid-reply") from None
         except httpx.DecodingError:
