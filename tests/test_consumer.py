@@ -450,3 +450,61 @@ async def test_a_graceful_shutdown_keeps_running_replies_as_interrupted(alice, a
     assert stored.status == "interrupted"
     assert stored.content and stored.content.startswith(streamed_text(frames[:-1], message["id"]))
     await ws.disconnect()
+
+
+async def test_stop_from_another_tab_stops_the_reply_for_both(alice, alice_token, nobox):
+    first = await connect(alice)
+    await first.send_json_to(send_frame("long please", model="sim/long"))
+    conversation = (await frames_until(first, "delta"))[0]["conversation"]
+    second = await connect(alice)
+    await second.send_json_to({"type": "subscribe", "conversation": conversation})
+    await frames_until(second, "history")
+
+    await second.send_json_to({"type": "stop", "conversation": conversation})
+    done_first = (await frames_until(first, "done", timeout=5))[-1]
+    done_second = (await frames_until(second, "done", timeout=5))[-1]
+    assert done_first["message"]["status"] == done_second["message"]["status"] == "stopped"
+    assert done_first["message"]["content"] == done_second["message"]["content"]
+    await first.disconnect()
+    await second.disconnect()
+
+
+async def test_a_reconnecting_socket_resumes_the_reply_in_place(alice, alice_token, nobox):
+    first = await connect(alice)
+    await first.send_json_to(send_frame("long please", model="sim/long"))
+    frames = await frames_until(first, "delta")
+    frames += await frames_until(first, "delta")
+    ack = next(f for f in frames if f["type"] == "ack")
+    user_seq = ack["messages"][0]["seq"]
+    await first.disconnect()  # the network drops
+
+    again = await connect(alice)
+    await again.send_json_to(
+        {"type": "subscribe", "conversation": ack["conversation"], "after_seq": user_seq}
+    )
+    resumed = await frames_until(again, "done", timeout=30)
+    history = resumed[0]
+    assert history["type"] == "history"
+    assert [m["seq"] for m in history["messages"]] == [user_seq + 1]  # only what it lacked
+    final = resumed[-1]["message"]["content"]
+    seen_before = streamed_text(frames, ack["messages"][1]["id"])
+    assert final.startswith(seen_before)
+    assert streamed_text(resumed, ack["messages"][1]["id"]) == final
+    await again.disconnect()
+
+
+async def test_the_text_is_checkpointed_while_it_streams(alice, alice_token, nobox, settings):
+    settings.REPLY_CHECKPOINT_INTERVAL = 0.2
+    ws = await connect(alice)
+    await ws.send_json_to(send_frame("long please", model="sim/long"))
+    reply_id = (await frames_until(ws, "ack"))[-1]["messages"][1]["id"]
+    checkpoints = set()
+    while len(checkpoints) < 2:
+        row = await Message.objects.aget(public_id=reply_id)
+        assert row.status == "streaming", "the reply ended before two checkpoints"
+        if row.content:
+            checkpoints.add(row.content)
+        await ws.receive_json_from(timeout=5)  # keep following the stream
+    final = (await frames_until(ws, "done", timeout=30))[-1]["message"]["content"]
+    assert all(final.startswith(text) for text in checkpoints)
+    await ws.disconnect()
