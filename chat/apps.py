@@ -6,3 +6,6 @@ from django.apps import AppConfig
 class ChatConfig(AppConfig):
     name = "chat"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from chat import accounts  # noqa: F401  (connects the account signal handlers)

@@ -14,6 +14,7 @@ from django.db.models import Q
 
 from chat import replies
 from chat.access import NotFound, conversation_for
+from chat.accounts import user_group
 from chat.asyncdb import db_sync
 from chat.frames import FrameError, optional_int, parse_send, required_id
 from chat.models import Conversation, Message, User
@@ -43,13 +44,21 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         self.user = user
         self.conversation = None
         self.views = {}
+        await self.channel_layer.group_add(user_group(user.pk), self.channel_name)
         await self.accept()
         await self.send_json({"type": "hello"})
         replies.ensure_sweeper()
 
     async def disconnect(self, code: int) -> None:
-        if getattr(self, "conversation", None) is not None:
+        if getattr(self, "user", None) is None:
+            return  # refused before it was set up
+        await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
+        if self.conversation is not None:
             await self._leave()
+
+    async def user_deactivated(self, event: dict[str, Any]) -> None:
+        """The account was deactivated: this socket may do nothing more."""
+        await self.close(code=4403)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:

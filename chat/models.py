@@ -20,22 +20,115 @@ def new_public_id() -> str:
 class User(AbstractUser):
     """The team member. Custom from the first migration so later fields need no swap."""
 
+    may_use_team_token = models.BooleanField(
+        default=False,
+        help_text="Lets this user chat on the team's shared Nobox token when they have none of "
+        "their own. Usage stays attributed to them.",
+    )
+
 
 class NoboxToken(models.Model):
-    """A user's Nobox API token, encrypted at rest (see chat.tokens)."""
+    """A Nobox API token, encrypted at rest (see chat.tokens): a user's own, or the team's one
+    shared token (no user)."""
+
+    class State(models.TextChoices):
+        ACTIVE = "active"
+        EXPIRED = "expired"
+        REVOKED = "revoked"
+        REJECTED = "rejected"
 
     user = models.OneToOneField(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="nobox_token"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="nobox_token",
+        null=True,
+        blank=True,
     )
-    ciphertext = models.BinaryField()
-    last4 = models.CharField(max_length=4)
-    created_at = models.DateTimeField(default=timezone.now)
-    updated_at = models.DateTimeField(default=timezone.now)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    last_verified_at = models.DateTimeField(null=True, blank=True)
+    is_team = models.BooleanField(default=False, editable=False)
+    team_for_everyone = models.BooleanField(
+        default=False,
+        help_text="Team token only: every user without a token of their own may use it (not "
+        "only those marked 'may use team token').",
+    )
+    ciphertext = models.BinaryField(editable=False)
+    last4 = models.CharField(max_length=4, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_verified_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_verify_ok = models.BooleanField(null=True, editable=False)
+    last_verify_error = models.CharField(max_length=300, blank=True, editable=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Nobox answered 401 to this token; sending stops until it is replaced or verifies again.
+    rejected_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        constraints: ClassVar[list[Any]] = [
+            models.UniqueConstraint(
+                fields=["is_team"], condition=Q(is_team=True), name="one_team_token"
+            ),
+            models.CheckConstraint(
+                condition=Q(is_team=True, user__isnull=True) | Q(is_team=False, user__isnull=False),
+                name="token_is_personal_or_team",
+            ),
+        ]
 
     def __str__(self) -> str:
-        return f"token …{self.last4} of {self.user_id}"
+        owner = "team" if self.is_team else f"user {self.user_id}"
+        return f"token …{self.last4} ({owner})"
+
+    @property
+    def state(self) -> str:
+        if self.revoked_at is not None:
+            return self.State.REVOKED
+        if self.expires_at is not None and self.expires_at <= timezone.now():
+            return self.State.EXPIRED
+        if self.rejected_at is not None:
+            return self.State.REJECTED
+        return self.State.ACTIVE
+
+
+class AuditEvent(models.Model):
+    """Who did what to whom, when, from where. Never holds a secret."""
+
+    class Action(models.TextChoices):
+        TOKEN_SET = "token.set"
+        TOKEN_REPLACED = "token.replaced"
+        TOKEN_REMOVED = "token.removed"
+        TOKEN_REVOKED = "token.revoked"
+        TOKEN_VERIFIED = "token.verified"
+        TOKEN_EXPIRY_CHANGED = "token.expiry_changed"
+        TOKEN_REJECTED = "token.rejected"
+        TOKENS_ROTATED = "tokens.rotated"
+        USER_CREATED = "user.created"
+        USER_DEACTIVATED = "user.deactivated"
+        USER_REACTIVATED = "user.reactivated"
+        USER_MADE_STAFF = "user.made_staff"
+        USER_STAFF_REMOVED = "user.staff_removed"
+        USER_PASSWORD_RESET = "user.password_reset"
+        USER_TEAM_TOKEN_ALLOWED = "user.team_token_allowed"
+        USER_TEAM_TOKEN_DENIED = "user.team_token_denied"
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # Names are copied so the trail still reads after an account is deleted.
+    actor_name = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=40, choices=Action.choices, db_index=True)
+    target_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    target_name = models.CharField(max_length=150, blank=True)
+    detail = models.CharField(max_length=500, blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_name or 'system'} {self.action}"
 
 
 class Conversation(models.Model):
@@ -94,6 +187,8 @@ class Message(models.Model):
     # (not "") for assistant messages, so the unique constraint ignores them.
     client_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     model = models.CharField(max_length=200, blank=True)
+    # Whose Nobox token paid for a reply: the user's own ("own") or the team's ("team").
+    token_source = models.CharField(max_length=8, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)

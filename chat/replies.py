@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -33,7 +33,7 @@ from chat.access import NotFound, conversation_for
 from chat.asyncdb import db_sync
 from chat.frames import FrameError, SendRequest
 from chat.models import Conversation, Message, NoboxToken, User
-from chat.nobox import ChatRequest, Completed, Delta, NoboxError, Usage
+from chat.nobox import ChatRequest, Completed, Delta, InvalidToken, NoboxError, Usage
 from chat.shutdown import on_shutdown
 from chat.upstream import explain, nobox_client, pricing_for
 
@@ -62,7 +62,7 @@ class Started:
     reply: Message
     duplicate: bool
     request: ChatRequest | None = None
-    token: str | None = field(default=None, repr=False)
+    token: tokens.Resolved | None = None
 
 
 def store_send(user: User, req: SendRequest) -> Started:
@@ -81,8 +81,10 @@ def store_send(user: User, req: SendRequest) -> Started:
             if conversation.messages.filter(status=Status.STREAMING).exists():
                 raise FrameError("busy", "A reply is still being written in this conversation.")
             _apply_settings(conversation, req)
-            user_message, reply = _add_turn(conversation, req)
-            NoboxToken.objects.filter(user=user).update(last_used_at=user_message.created_at)
+            user_message, reply = _add_turn(conversation, req, token.source)
+            NoboxToken.objects.filter(pk=token.record_pk).update(
+                last_used_at=user_message.created_at
+            )
             request = ChatRequest(
                 model=conversation.model,
                 messages=prompt_for(conversation),
@@ -114,17 +116,13 @@ def _find_sent(user: User, client_id: str) -> Started | None:
     return Started(sent.conversation, sent, reply, duplicate=True)
 
 
-def _token_or_error(user: User) -> str:
+def _token_or_error(user: User) -> tokens.Resolved:
+    # Expired, revoked, rejected or unreadable tokens stop here, before anything is stored or
+    # sent, with a message that says how to fix it.
     try:
-        token = tokens.token_for(user)
-    except tokens.TokenUnreadable as exc:
-        raise FrameError(
-            "token_unreadable",
-            "Your saved Nobox token can no longer be read. Please re-enter it in Settings.",
-        ) from exc
-    if token is None:
-        raise FrameError("no_token", "Save your Nobox token in Settings before chatting.")
-    return token
+        return tokens.resolve(user)
+    except tokens.TokenProblem as problem:
+        raise FrameError(problem.code, problem.message) from problem
 
 
 def _locked_conversation(user: User, req: SendRequest) -> Conversation:
@@ -152,7 +150,9 @@ def _apply_settings(conversation: Conversation, req: SendRequest) -> None:
     conversation.max_tokens = req.max_tokens
 
 
-def _add_turn(conversation: Conversation, req: SendRequest) -> tuple[Message, Message]:
+def _add_turn(
+    conversation: Conversation, req: SendRequest, token_source: str
+) -> tuple[Message, Message]:
     now = timezone.now()
     seq = conversation.next_seq
     user_message = Message.objects.create(
@@ -169,6 +169,7 @@ def _add_turn(conversation: Conversation, req: SendRequest) -> tuple[Message, Me
         seq=seq + 1,
         role=Message.Role.ASSISTANT,
         model=req.model,
+        token_source=token_source,
         status=Status.STREAMING,
         created_at=now,
         heartbeat_at=now,
@@ -291,7 +292,7 @@ class Generation:
         reply_pk: int,
         reply_public_id: str,
         request: ChatRequest,
-        token: str,
+        token: tokens.Resolved,
     ) -> None:
         self.layer = layer
         self.group = conversation_group(conversation_public_id)
@@ -316,7 +317,7 @@ class Generation:
     async def run(self) -> None:
         control = await self.layer.new_channel()
         await self.layer.group_add(control_group(self.reply_id), control)
-        pricing = asyncio.create_task(pricing_for(self._token, self.request.model))
+        pricing = asyncio.create_task(pricing_for(self._token.token, self.request.model))
         helpers = [
             asyncio.create_task(self._listen(control)),
             asyncio.create_task(self._publish_loop()),
@@ -350,13 +351,17 @@ class Generation:
         try:
             # aclosing: a stop cancels this task, and the upstream response must be released at
             # once (Nobox stops generating, and billing, when the connection closes).
-            async with aclosing(nobox_client().stream_chat(self._token, self.request)) as stream:
+            async with aclosing(
+                nobox_client().stream_chat(self._token.token, self.request)
+            ) as stream:
                 async for event in stream:
                     if isinstance(event, Delta):
                         await self._add_text(event.text)
                     elif isinstance(event, Completed):
                         return _completed(event)
         except NoboxError as error:
+            if isinstance(error, InvalidToken):
+                await db_sync(tokens.mark_rejected)(self._token.record_pk)
             return Outcome(Status.ERROR, error_code=error.code, error_message=explain(error))
         except Exception:
             log.exception("reply %s failed", self.reply_id)

@@ -1,67 +1,314 @@
-"""Nobox tokens at rest: authenticated encryption under rotatable keys (MultiFernet).
+"""Nobox tokens: encrypted at rest, resolved for a send, verified, revoked, rotated, audited.
 
-The first key in NOBOX_TOKEN_KEYS encrypts; every key decrypts, so keys can be rotated without
-making any stored token unreadable. Tokens are never logged and never leave the server.
+Tokens are encrypted with authenticated encryption under rotatable keys (MultiFernet): the first
+key in NOBOX_TOKEN_KEYS encrypts, every key decrypts. A token is never logged, never rendered,
+never sent to a browser; people see its last four characters only.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from datetime import datetime
+
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
+from django.db import transaction
+from django.http import HttpRequest
 from django.utils import timezone
 
-from chat.models import NoboxToken, User
+from chat import audit
+from chat.models import AuditEvent, NoboxToken, User
+
+Action = AuditEvent.Action
+State = NoboxToken.State
 
 
 class TokenUnreadable(Exception):
     """The stored ciphertext cannot be decrypted (tampered, or encrypted under a lost key)."""
 
 
-def _fernet() -> MultiFernet:
-    return MultiFernet([Fernet(key.encode()) for key in settings.NOBOX_TOKEN_KEYS])
+class TokenProblem(Exception):
+    """The user cannot send: no usable token. `code` and `message` go to the user as they are."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+PROBLEMS = {
+    State.EXPIRED: (
+        "token_expired",
+        "Your Nobox token has expired. Save a new one in Settings or ask your admin.",
+    ),
+    State.REVOKED: (
+        "token_revoked",
+        "Your Nobox token was revoked by an admin. Save a new one in Settings or ask your admin.",
+    ),
+    State.REJECTED: (
+        "token_rejected",
+        "Nobox rejected your token (401). Replace it in Settings, then retry.",
+    ),
+}
+NO_TOKEN = ("no_token", "Save your Nobox token in Settings before chatting.")
+UNREADABLE = (
+    "token_unreadable",
+    "Your saved Nobox token can no longer be read. Please re-enter it in Settings.",
+)
+
+
+# --- encryption --------------------------------------------------------------------------------
+
+
+def _keys() -> list[Fernet]:
+    return [Fernet(key.encode()) for key in settings.NOBOX_TOKEN_KEYS]
 
 
 def encrypt(token: str) -> bytes:
-    return _fernet().encrypt(token.encode())
+    return MultiFernet(_keys()).encrypt(token.encode())
 
 
 def decrypt(ciphertext: bytes | memoryview) -> str:
     try:
-        return _fernet().decrypt(bytes(ciphertext)).decode()
+        return MultiFernet(_keys()).decrypt(bytes(ciphertext)).decode()
     except InvalidToken as exc:
         raise TokenUnreadable("stored Nobox token cannot be decrypted; please re-enter it") from exc
 
 
-def store_token(user: User, token: str) -> NoboxToken:
-    """Save (or replace) the user's token. The caller has verified it with Nobox already."""
-    now = timezone.now()
-    record, _ = NoboxToken.objects.update_or_create(
-        user=user,
-        defaults={
-            "ciphertext": encrypt(token),
-            "last4": token[-4:],
-            "updated_at": now,
-            "last_verified_at": now,
-        },
-        create_defaults={
-            "ciphertext": encrypt(token),
-            "last4": token[-4:],
-            "created_at": now,
-            "updated_at": now,
-            "last_verified_at": now,
-        },
-    )
+# --- saving --------------------------------------------------------------------------------------
+
+
+def store_token(
+    user: User,
+    token: str,
+    *,
+    actor: User | None = None,
+    request: HttpRequest | None = None,
+    verified: bool = True,
+) -> NoboxToken:
+    """Save (or replace) `user`'s own token and audit it."""
+    with transaction.atomic():
+        record = NoboxToken.objects.select_for_update().filter(user=user).first()
+        record = record or NoboxToken(user=user)
+        set_token(record, token, actor=actor or user, request=request, verified=verified)
     return record
 
 
-def remove_token(user: User) -> bool:
+def store_team_token(
+    token: str, *, actor: User | None, request: HttpRequest | None = None
+) -> NoboxToken:
+    """Save (or replace) the team's shared token, used by users allowed to and with none."""
+    with transaction.atomic():
+        record = NoboxToken.objects.select_for_update().filter(is_team=True).first()
+        record = record or NoboxToken(is_team=True)
+        set_token(record, token, actor=actor, request=request)
+    return record
+
+
+def set_token(
+    record: NoboxToken,
+    token: str,
+    *,
+    actor: User | None,
+    request: HttpRequest | None = None,
+    verified: bool = False,
+) -> None:
+    """Put a new secret into `record` (new or existing) and audit it. Replacing a token clears
+    its revoked and rejected marks: it is a different token."""
+    action = Action.TOKEN_REPLACED if record.pk else Action.TOKEN_SET
+    now = timezone.now()
+    record.is_team = record.user_id is None
+    record.ciphertext = encrypt(token)
+    record.last4 = token[-4:]
+    record.updated_at = now
+    record.revoked_at = None
+    record.rejected_at = None
+    record.last_verify_ok = True if verified else None
+    record.last_verify_error = ""
+    record.last_verified_at = now if verified else None
+    record.save()
+    audit.record(action, actor=actor, target=record.user, request=request, detail=_describe(record))
+
+
+def remove_token(user: User, *, request: HttpRequest | None = None) -> bool:
     deleted, _ = NoboxToken.objects.filter(user=user).delete()
+    if deleted:
+        audit.record(Action.TOKEN_REMOVED, actor=user, target=user, request=request)
     return deleted > 0
 
 
+def revoke(record: NoboxToken, *, actor: User | None, request: HttpRequest | None = None) -> None:
+    if record.revoked_at is not None:
+        return
+    record.revoked_at = timezone.now()
+    record.save(update_fields=["revoked_at"])
+    audit.record(
+        Action.TOKEN_REVOKED,
+        actor=actor,
+        target=record.user,
+        request=request,
+        detail=_describe(record),
+    )
+
+
+def set_expiry(
+    record: NoboxToken,
+    expires_at: datetime | None,
+    *,
+    actor: User | None,
+    request: HttpRequest | None = None,
+) -> None:
+    record.expires_at = expires_at
+    record.save(update_fields=["expires_at"])
+    when = expires_at.isoformat() if expires_at else "never"
+    audit.record(
+        Action.TOKEN_EXPIRY_CHANGED,
+        actor=actor,
+        target=record.user,
+        request=request,
+        detail=f"{_describe(record)} expires {when}",
+    )
+
+
+def record_verification(
+    record: NoboxToken, error: str | None, *, actor: User | None, request: HttpRequest | None = None
+) -> None:
+    """Keep the result of a models-list call made with the token (None = it worked)."""
+    record.last_verified_at = timezone.now()
+    record.last_verify_ok = error is None
+    record.last_verify_error = (error or "")[:300]
+    if error is None:
+        record.rejected_at = None
+    record.save(
+        update_fields=["last_verified_at", "last_verify_ok", "last_verify_error", "rejected_at"]
+    )
+    outcome = "ok" if error is None else f"failed: {error}"
+    audit.record(
+        Action.TOKEN_VERIFIED,
+        actor=actor,
+        target=record.user,
+        request=request,
+        detail=f"{_describe(record)} {outcome}",
+    )
+
+
+def mark_rejected(record_pk: int) -> None:
+    """Nobox answered 401 to this token: stop using it until it is replaced or verifies again."""
+    updated = NoboxToken.objects.filter(pk=record_pk, rejected_at__isnull=True).update(
+        rejected_at=timezone.now()
+    )
+    if updated:
+        record = NoboxToken.objects.select_related("user").get(pk=record_pk)
+        audit.record(
+            Action.TOKEN_REJECTED,
+            actor=None,
+            target=record.user,
+            detail=f"{_describe(record)} rejected by Nobox (401)",
+        )
+
+
+def _describe(record: NoboxToken) -> str:
+    return f"{'team token' if record.is_team else 'token'} …{record.last4}"
+
+
+# --- using ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Resolved:
+    token: str = field(repr=False)
+    record_pk: int
+    source: str  # "own" or "team"
+
+
+def resolve(user: User) -> Resolved:
+    """The token a send by `user` may use, or TokenProblem saying why there is none.
+
+    The user's own token wins; without a usable one, the team token when the admin allows it.
+    """
+    own = NoboxToken.objects.filter(user=user).first()
+    own_problem = _problem(own) if own else NO_TOKEN
+    if own is not None and own_problem is None:
+        return Resolved(_read(own), own.pk, "own")
+    team = _team_token_for(user)
+    if team is not None and _problem(team) is None:
+        return Resolved(_read(team), team.pk, "team")
+    raise TokenProblem(*(own_problem or NO_TOKEN))
+
+
+def _problem(record: NoboxToken) -> tuple[str, str] | None:
+    if record.state != State.ACTIVE:
+        return PROBLEMS[State(record.state)]
+    try:
+        decrypt(record.ciphertext)
+    except TokenUnreadable:
+        return UNREADABLE
+    return None
+
+
+def _read(record: NoboxToken) -> str:
+    return decrypt(record.ciphertext)
+
+
+def _team_token_for(user: User) -> NoboxToken | None:
+    team = NoboxToken.objects.filter(is_team=True).first()
+    if team is None or not (team.team_for_everyone or user.may_use_team_token):
+        return None
+    return team
+
+
+def team_token_available(user: User) -> bool:
+    team = _team_token_for(user)
+    return team is not None and _problem(team) is None
+
+
 def token_for(user: User) -> str | None:
-    """The user's token in clear, for an upstream call only. None when they have none."""
+    """The user's own token in clear, for an upstream call only. None when they have none."""
     record = NoboxToken.objects.filter(user=user).only("ciphertext").first()
     if record is None:
         return None
     return decrypt(record.ciphertext)
+
+
+# --- key rotation --------------------------------------------------------------------------------
+
+
+@dataclass
+class RotationReport:
+    rotated: int = 0
+    current: int = 0
+    unreadable: int = 0
+
+
+def rotate_keys(*, actor: User | None = None) -> RotationReport:
+    """Re-encrypt every token under the first key. Idempotent: tokens already under it are left.
+
+    Each row is rewritten on its own, so every token stays readable at every step (with the old
+    keys still listed). Unreadable rows are counted and left for their owners to re-enter.
+    """
+    primary, everything = _keys()[0], MultiFernet(_keys())
+    report = RotationReport()
+    for record in NoboxToken.objects.only("pk", "ciphertext").iterator():
+        ciphertext = bytes(record.ciphertext)
+        try:
+            primary.decrypt(ciphertext)
+            report.current += 1
+            continue
+        except InvalidToken:
+            pass
+        try:
+            rotated = everything.rotate(ciphertext)
+        except InvalidToken:
+            report.unreadable += 1
+            continue
+        NoboxToken.objects.filter(pk=record.pk, ciphertext=ciphertext).update(ciphertext=rotated)
+        report.rotated += 1
+    audit.record(
+        Action.TOKENS_ROTATED,
+        actor=actor,
+        detail=(
+            f"re-encrypted {report.rotated}, already current {report.current}, "
+            f"unreadable {report.unreadable}"
+        ),
+    )
+    return report

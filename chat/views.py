@@ -95,17 +95,22 @@ async def token_settings(request: HttpRequest) -> HttpResponse:
     form = TokenForm()
     if request.method == "POST":
         if request.POST.get("action") == "remove":
-            await sync_to_async(tokens.remove_token)(user)
+            await sync_to_async(tokens.remove_token)(user, request=request)
             messages.success(request, "Your Nobox token was removed.")
             return redirect("chat:settings")
         form = TokenForm(request.POST)
         if form.is_valid() and await _verified(form):
-            await sync_to_async(tokens.store_token)(user, form.cleaned_data["token"])
+            await sync_to_async(tokens.store_token)(
+                user, form.cleaned_data["token"], request=request
+            )
             messages.success(request, "Token verified with Nobox and saved.")
             return redirect("chat:settings")
     saved = await NoboxToken.objects.filter(user=user).afirst()
+    team = await sync_to_async(tokens.team_token_available)(user)
     return await sync_to_async(render)(
-        request, "chat/settings.html", {"form": form, "saved": saved}
+        request,
+        "chat/settings.html",
+        {"form": form, "saved": saved, "team_token_available": team},
     )
 
 
@@ -133,25 +138,16 @@ async def models_list(request: HttpRequest) -> HttpResponse:
     if user is None:
         return JsonResponse({"error": {"code": "unauthenticated"}}, status=401)
     try:
-        token = await sync_to_async(tokens.token_for)(user)
-    except tokens.TokenUnreadable:
+        resolved = await sync_to_async(tokens.resolve)(user)
+    except tokens.TokenProblem as problem:
         return JsonResponse(
-            {
-                "error": {
-                    "code": "token_unreadable",
-                    "message": "Your saved token can no longer be read: re-enter it.",
-                }
-            },
-            status=409,
-        )
-    if token is None:
-        return JsonResponse(
-            {"error": {"code": "no_token", "message": "Save your Nobox token in Settings first."}},
-            status=409,
+            {"error": {"code": problem.code, "message": problem.message}}, status=409
         )
     try:
-        models = await upstream.models_for(token)
+        models = await upstream.models_for(resolved.token)
     except NoboxError as error:
+        if isinstance(error, InvalidToken):
+            await sync_to_async(tokens.mark_rejected)(resolved.record_pk)
         return JsonResponse(
             {"error": {"code": error.code, "message": upstream.explain(error)}}, status=502
         )

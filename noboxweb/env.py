@@ -61,6 +61,19 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def fernet_keys_or_fail(name: str, keys: list[str]) -> None:
+    """Refuse to start with a key that is not a Fernet key: tokens could not be read back."""
+    from cryptography.fernet import Fernet
+
+    for position, key in enumerate(keys, start=1):
+        try:
+            Fernet(key.encode())
+        except ValueError as exc:
+            raise ImproperlyConfigured(
+                f"{name}: key {position} is not a valid Fernet key (32 url-safe base64 bytes)"
+            ) from exc
+
+
 def dev_secret(path: Path, make: str = "urlsafe") -> str:
     """Read a development secret from `path`, generating it on first use.
 

@@ -14,7 +14,15 @@ import dj_database_url
 import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
-from noboxweb.env import dev_secret, env_bool, env_float, env_int, env_list, env_str
+from noboxweb.env import (
+    dev_secret,
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+    fernet_keys_or_fail,
+)
 
 # Lets type-parameterised Django generics (ModelAdmin[Model]) run as well as type-check.
 django_stubs_ext.monkeypatch()
@@ -36,6 +44,7 @@ if not NOBOX_TOKEN_KEYS:
     if not DEBUG:
         raise ImproperlyConfigured("NOBOX_TOKEN_KEYS must be set when DEBUG is off")
     NOBOX_TOKEN_KEYS = [dev_secret(VAR_DIR / "token_key", make="fernet")]
+fernet_keys_or_fail("NOBOX_TOKEN_KEYS", NOBOX_TOKEN_KEYS)
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")

@@ -7,10 +7,10 @@ import json
 
 import httpx
 import pytest
-from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from chat import replies, tokens
+from chat.asyncdb import db_sync
 from chat.consumers import ChatConsumer
 from chat.models import Conversation, Message
 from tests.ws import connect, frames_until, send_frame, send_raw, streamed_text
@@ -46,9 +46,7 @@ async def test_it_streams_a_reply_and_stores_both_messages(alice, alice_token, n
     assert "hello there" in done["message"]["content"]
     assert sum(1 for f in frames if f["type"] == "delta") >= 1
 
-    stored = await database_sync_to_async(rows)(
-        Message, conversation__public_id=ack["conversation"]
-    )
+    stored = await db_sync(rows)(Message, conversation__public_id=ack["conversation"])
     assert [m.role for m in stored] == ["user", "assistant"]
     assert stored[1].content == done["message"]["content"]
     assert stored[1].finish_reason == "stop"
@@ -284,7 +282,7 @@ async def test_an_unreadable_token_asks_to_re_enter_it(alice, alice_token, setti
 
 
 async def _reply_for(user, token: str, model: str) -> dict:
-    await database_sync_to_async(tokens.store_token)(user, token)
+    await db_sync(tokens.store_token)(user, token)
     ws = await connect(user)
     frames = await send_and_finish(ws, send_frame("hi", model=model))
     await ws.disconnect()
@@ -395,7 +393,7 @@ async def test_the_socket_refuses_a_foreign_origin(alice):
 async def test_a_session_cookie_authenticates_the_socket(alice, client):
     from noboxweb.asgi import application
 
-    await database_sync_to_async(client.force_login)(alice)
+    await db_sync(client.force_login)(alice)
     cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
     communicator = WebsocketCommunicator(
         application,
@@ -507,4 +505,67 @@ async def test_the_text_is_checkpointed_while_it_streams(alice, alice_token, nob
         await ws.receive_json_from(timeout=5)  # keep following the stream
     final = (await frames_until(ws, "done", timeout=30))[-1]["message"]["content"]
     assert all(final.startswith(text) for text in checkpoints)
+    await ws.disconnect()
+
+
+async def test_deactivation_closes_an_open_socket_without_waiting_for_a_frame(alice):
+    ws = await connect(alice)
+    alice.is_active = False
+    await db_sync(alice.save)()
+    output = await ws.receive_output(timeout=5)
+    assert output == {"type": "websocket.close", "code": 4403}
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [({"revoked_at": "now"}, "token_revoked"), ({"expires_at": "past"}, "token_expired")],
+)
+async def test_an_unusable_token_stops_sending_before_any_upstream_call(
+    alice, alice_token, nobox, simulator_url, change, code
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from chat.models import NoboxToken
+
+    now = timezone.now()
+    values = {"revoked_at": now} if "revoked_at" in change else {"expires_at": now - timedelta(1)}
+    await NoboxToken.objects.filter(user=alice).aupdate(**values)
+    before = await upstream_calls(simulator_url)
+    ws = await connect(alice)
+    await ws.send_json_to(send_frame("hello?"))
+    error = await ws.receive_json_from(timeout=5)
+    assert error["code"] == code
+    assert "Settings" in error["message"]
+    assert await upstream_calls(simulator_url) == before
+    assert await Message.objects.acount() == 0
+    await ws.disconnect()
+
+
+async def test_a_token_nobox_rejects_is_not_used_again(alice, nobox, simulator_url):
+    await db_sync(tokens.store_token)(alice, "invalid-token-from-the-start")
+    ws = await connect(alice)
+    first = (await send_and_finish(ws, send_frame("hi")))[-1]["message"]
+    assert first["error"]["code"] == "invalid_token"
+    before = await upstream_calls(simulator_url)
+
+    await ws.send_json_to(send_frame("again"))
+    error = await ws.receive_json_from(timeout=5)
+    assert error["code"] == "token_rejected"
+    assert "Replace it in Settings" in error["message"]
+    assert await upstream_calls(simulator_url) == before
+    await ws.disconnect()
+
+
+async def test_a_reply_on_the_team_token_is_attributed_to_the_user(bob, nobox):
+    await db_sync(tokens.store_team_token)("sk-team-token-0099", actor=None)
+    bob.may_use_team_token = True
+    await db_sync(bob.save)()
+    ws = await connect(bob)
+    done = (await send_and_finish(ws, send_frame("on the house")))[-1]["message"]
+    assert done["status"] == "complete"
+    reply = await Message.objects.select_related("conversation__owner").aget(public_id=done["id"])
+    assert reply.token_source == "team"
+    assert reply.conversation.owner == bob
     await ws.disconnect()

@@ -77,3 +77,14 @@ def test_ensure_admin_creates_the_first_admin_once(capsys, django_user_model):
     assert "An admin account exists" in capsys.readouterr().out
     assert list(django_user_model.objects.values_list("username", flat=True)) == ["root"]
     assert django_user_model.objects.get(username="root").check_password("root-password-1")
+
+
+def test_production_refuses_to_start_with_an_invalid_token_key(tmp_path):
+    result = start_django(
+        DEBUG="0",
+        SECRET_KEY="s" * 50,
+        NOBOX_TOKEN_KEYS="not-a-fernet-key",
+        NOBOX_VAR_DIR=str(tmp_path),
+    )
+    assert result.returncode != 0
+    assert "NOBOX_TOKEN_KEYS: key 1 is not a valid Fernet key" in result.stderr
