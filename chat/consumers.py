@@ -44,6 +44,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         self.user = user
         self.conversation = None
         self.views = {}
+        self._fallbacks: set[asyncio.Task[None]] = set()
         await self.channel_layer.group_add(user_group(user.pk), self.channel_name)
         await self.accept()
         await self.send_json({"type": "hello"})
@@ -52,6 +53,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     async def disconnect(self, code: int) -> None:
         if getattr(self, "user", None) is None:
             return  # refused before it was set up
+        for fallback in self._fallbacks:
+            fallback.cancel()
         await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
         if self.conversation is not None:
             await self._leave()
@@ -163,12 +166,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         # so far; deltas that overtake the snapshot are buffered, then trimmed by offset.
         self.views[reply_id] = ReplyView(sent=None)
         await replies.request_sync(reply_id, self.channel_name)
-        asyncio.get_running_loop().call_later(
-            SNAPSHOT_FALLBACK_SECONDS,
-            lambda: asyncio.ensure_future(self._snapshot_fallback(reply_id)),
-        )
+        fallback = asyncio.create_task(self._snapshot_fallback(reply_id))
+        self._fallbacks.add(fallback)
+        fallback.add_done_callback(self._fallbacks.discard)
 
     async def _snapshot_fallback(self, reply_id: str) -> None:
+        await asyncio.sleep(SNAPSHOT_FALLBACK_SECONDS)
         view = self.views.get(reply_id)
         if view is None or view.sent is not None:
             return

@@ -569,3 +569,24 @@ async def test_a_reply_on_the_team_token_is_attributed_to_the_user(bob, nobox):
     assert reply.token_source == "team"
     assert reply.conversation.owner == bob
     await ws.disconnect()
+
+
+async def test_when_no_process_answers_the_checkpoint_is_shown(alice):
+    from django.utils import timezone
+
+    conversation = await Conversation.objects.acreate(owner=alice, next_seq=3)
+    await Message.objects.acreate(conversation=conversation, seq=1, role="user", content="q")
+    # Streaming, heart-beating a moment ago, but no generation task answers `sync`.
+    reply = await Message.objects.acreate(
+        conversation=conversation,
+        seq=2,
+        role="assistant",
+        status="streaming",
+        content="checkpointed text",
+        heartbeat_at=timezone.now(),
+    )
+    ws = await connect(alice)
+    await ws.send_json_to({"type": "subscribe", "conversation": conversation.public_id})
+    frames = await frames_until(ws, "snapshot", timeout=10)
+    assert frames[-1] == {"type": "snapshot", "reply": reply.public_id, "text": "checkpointed text"}
+    await ws.disconnect()
