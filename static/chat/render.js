@@ -49,35 +49,42 @@ function makeMarked(highlightLimit) {
 const finalMarked = makeMarked(FINAL_HIGHLIGHT_LIMIT);
 const streamingMarked = makeMarked(STREAMING_HIGHLIGHT_LIMIT);
 
-DOMPurify.addHook("uponSanitizeElement", (node, data) => {
-  if (data.tagName === "img") {
-    // Remote images would leak the reader's IP to whoever the model (or a prompt injection)
-    // chose; only inline data: images are shown.
-    const src = node.getAttribute("src") || "";
-    if (!/^data:/i.test(src.trim())) node.remove();
-  } else if (data.tagName === "input") {
-    if ((node.getAttribute("type") || "").toLowerCase() !== "checkbox") node.remove();
-  }
-});
-
-DOMPurify.addHook("uponSanitizeAttribute", (node, data) => {
-  if (data.attrName === "class") {
-    // Only highlight.js classes (hljs-*, language-*, and its modifiers like "function_"): model
-    // HTML must not borrow the page's classes (banners, buttons).
-    data.attrValue = data.attrValue
-      .split(/\s+/)
-      .filter((c) => /^(hljs|language-)[\w-]*$|^[a-z]+_+$/.test(c))
-      .join(" ");
-    if (!data.attrValue) data.keepAttr = false;
-  }
-});
-
+// One hook, after attributes are sanitised (DOMPurify copies its allowlists on every call when
+// "upon" hooks exist, which adds up over a 1,000-message history).
 DOMPurify.addHook("afterSanitizeAttributes", (node) => {
-  if (node.tagName === "A" && node.hasAttribute("href")) {
-    node.setAttribute("target", "_blank");
-    node.setAttribute("rel", "noopener noreferrer");
+  switch (node.nodeName) {
+    case "IMG":
+      // Remote images would tell whoever the model (or a prompt injection) chose that this
+      // reply was read, and from where: only inline data: images are shown.
+      if (!/^data:/i.test((node.getAttribute("src") || "").trim())) {
+        node.remove();
+        return;
+      }
+      break;
+    case "INPUT":
+      // Task-list checkboxes only, never editable.
+      if ((node.getAttribute("type") || "").toLowerCase() !== "checkbox") {
+        node.remove();
+        return;
+      }
+      node.setAttribute("disabled", "");
+      break;
+    case "A":
+      if (node.hasAttribute("href")) {
+        node.setAttribute("target", "_blank");
+        node.setAttribute("rel", "noopener noreferrer");
+      }
+      break;
+    default:
   }
-  if (node.tagName === "INPUT") node.setAttribute("disabled", "");
+  if (node.hasAttribute?.("class")) {
+    // Only highlight.js classes (hljs-*, language-*, and modifiers like "function_"): model
+    // HTML must not borrow the page's classes (banners, buttons).
+    const kept = node.getAttribute("class").split(/\s+/)
+      .filter((c) => /^(hljs|language-)[\w-]*$|^[a-z]+_+$/.test(c));
+    if (kept.length) node.setAttribute("class", kept.join(" "));
+    else node.removeAttribute("class");
+  }
 });
 
 function sanitize(html) {

@@ -10,7 +10,7 @@ const PONG_TIMEOUT = 10000;
 // An attempt that has not said `hello` by then is given up and retried.
 const CONNECT_TIMEOUT = 10000;
 // After this many failed attempts in a row the page says "Offline" (it keeps retrying).
-const OFFLINE_AFTER = 3;
+const OFFLINE_AFTER = 4;
 // Close codes after which retrying cannot help (docs/protocol.md).
 const FINAL_CODES = new Set([4401, 4403]);
 
@@ -43,7 +43,9 @@ export class ReconnectingSocket {
     this.pingTimer = null;
     this.pongTimer = null;
     window.addEventListener("online", () => this.retryNow());
-    window.addEventListener("offline", () => this.setState("offline"));
+    window.addEventListener("offline", () => {
+      if (!this.ready) this.setState("offline");
+    });
     document.addEventListener("visibilitychange", () => {
       if (document.visibilityState === "visible" && !this.ready) this.retryNow();
     });

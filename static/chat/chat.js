@@ -1,0 +1,436 @@
+// The chat page: wires the socket, the message list, the composer and the model picker to the
+// protocol in docs/protocol.md. Server data comes from the page's json_script block.
+import { chatSocketUrl, ReconnectingSocket } from "./socket.js";
+import { MessageList } from "./messages.js";
+import { Composer } from "./composer.js";
+import { ModelPicker } from "./models.js";
+import { codeForCopyButton } from "./render.js";
+
+const $ = (selector) => document.querySelector(selector);
+const page = JSON.parse($("#page-data").textContent);
+const urls = $("#chat").dataset;
+const MAX_BANNERS = 4;
+
+const state = {
+  conversation: page.conversation || null,
+  pending: null, // {clientId, frame}: a send awaiting its ack; resent after every reconnect
+  closedForGood: false,
+  modelsError: null, // why /api/models gave no list, if it did not
+};
+
+// --- banners ------------------------------------------------------------------------------------
+
+const banners = $("#banners");
+
+/** An error banner (role=alert), dismissable; `key` replaces an earlier banner of the same kind. */
+function showBanner(text, { key = text, link = null } = {}) {
+  for (const old of banners.querySelectorAll(".banner")) {
+    if (old.dataset.key === key) old.remove();
+  }
+  const banner = document.createElement("div");
+  banner.className = "banner";
+  banner.setAttribute("role", "alert");
+  banner.dataset.key = key;
+  const message = document.createElement("p");
+  message.className = "banner-text";
+  message.textContent = text;
+  if (link) {
+    const a = document.createElement("a");
+    a.href = link.href;
+    a.textContent = link.label;
+    message.append(" ", a);
+  }
+  const close = document.createElement("button");
+  close.type = "button";
+  close.className = "banner-close";
+  close.setAttribute("aria-label", "Dismiss");
+  close.textContent = "×";
+  banner.append(message, close);
+  banners.append(banner);
+  while (banners.children.length > MAX_BANNERS) banners.firstElementChild.remove();
+}
+
+function dismissBanner(key) {
+  for (const banner of banners.querySelectorAll(".banner")) {
+    if (banner.dataset.key === key) banner.remove();
+  }
+}
+
+banners.addEventListener("click", (event) => {
+  if (event.target.closest(".banner-close")) event.target.closest(".banner").remove();
+});
+
+/** An `error` frame (or /api/models error) as a banner, with what to do about it. */
+function showError(code, message, key = code) {
+  if (code === "no_token" || String(code).startsWith("token_")) {
+    // no_token, token_unreadable, token_expired, token_revoked, token_rejected: all fixed in
+    // Settings, and one such banner is enough.
+    showBanner(message || "Save your Nobox token in Settings before chatting.",
+               { key: "token", link: { href: urls.settingsUrl, label: "Open Settings" } });
+  } else if (code === "busy") {
+    showBanner(`${message || "A reply is still being written in this conversation."} `
+               + "Wait for it to finish or press Stop.", { key });
+  } else {
+    showBanner(message || "Something went wrong.", { key });
+  }
+}
+
+// --- messages -----------------------------------------------------------------------------------
+
+const messagesEl = $("#messages");
+const emptyState = $("#empty-state");
+const jumpLatest = $("#jump-latest");
+const stopButton = $("#stop");
+
+const list = new MessageList(messagesEl, {
+  settingsUrl: urls.settingsUrl,
+  onStickChange: (stick) => { jumpLatest.hidden = stick || list.size === 0; },
+});
+
+function refreshChrome() {
+  emptyState.hidden = list.size > 0;
+  const streaming = state.conversation !== null && list.isStreaming();
+  stopButton.hidden = !streaming;
+  if (!streaming) stopButton.disabled = false;
+}
+
+jumpLatest.addEventListener("click", () => list.scrollToBottom());
+
+messagesEl.addEventListener("click", (event) => {
+  const copyCode = event.target.closest(".copy-code");
+  if (copyCode) {
+    copyText(codeForCopyButton(copyCode), copyCode);
+    return;
+  }
+  const copyMessage = event.target.closest(".copy-message");
+  if (copyMessage) {
+    copyText(list.textOf(copyMessage.closest(".message").dataset.id), copyMessage);
+  }
+});
+
+async function copyText(text, button) {
+  let ok = false;
+  try {
+    await navigator.clipboard.writeText(text);
+    ok = true;
+  } catch {
+    // No async clipboard (plain http, or permission refused): the old selection route.
+    const scratch = document.createElement("textarea");
+    scratch.value = text;
+    scratch.setAttribute("readonly", "");
+    scratch.className = "clipboard-scratch";
+    document.body.append(scratch);
+    scratch.select();
+    try {
+      ok = document.execCommand("copy");
+    } catch {
+      ok = false;
+    }
+    scratch.remove();
+  }
+  const label = button.textContent;
+  button.textContent = ok ? "Copied" : "Copy failed";
+  button.disabled = true;
+  setTimeout(() => {
+    button.textContent = label;
+    button.disabled = false;
+  }, 1500);
+}
+
+// --- sidebar ------------------------------------------------------------------------------------
+
+const conversationList = $("#conversation-list");
+const chatTitle = $("#chat-title");
+
+function conversationHref(id) {
+  return urls.conversationUrl.replace("CONVERSATION_ID", encodeURIComponent(id));
+}
+
+/** Put the conversation at the top of the sidebar (it is the most recently updated). */
+function bumpConversation(id, title) {
+  let link = conversationList.querySelector(`a[data-id="${CSS.escape(id)}"]`);
+  if (!link) {
+    link = document.createElement("a");
+    link.href = conversationHref(id);
+    link.dataset.id = id;
+    link.textContent = title || "New chat";
+    const item = document.createElement("li");
+    item.append(link);
+    conversationList.prepend(item);
+    $(".conversation-list-empty").hidden = true;
+  } else if (link.parentElement !== conversationList.firstElementChild) {
+    conversationList.prepend(link.parentElement);
+  }
+  if (id === state.conversation) {
+    for (const current of conversationList.querySelectorAll("a.current")) {
+      current.classList.remove("current");
+      current.removeAttribute("aria-current");
+    }
+    link.classList.add("current");
+    link.setAttribute("aria-current", "page");
+  }
+}
+
+/** The first `ack` of a new chat: this page now shows that conversation. */
+function adoptConversation(id, title) {
+  state.conversation = id;
+  history.replaceState(null, "", conversationHref(id));
+  chatTitle.textContent = title || "New chat";
+  document.title = `${title || "New chat"} · noboxweb`;
+}
+
+const sidebarToggle = $("#sidebar-toggle");
+const backdrop = $("#sidebar-backdrop");
+
+function setSidebar(open) {
+  document.body.classList.toggle("sidebar-open", open);
+  sidebarToggle.setAttribute("aria-expanded", String(open));
+  sidebarToggle.setAttribute("aria-label", open ? "Hide conversations" : "Show conversations");
+  backdrop.hidden = !open;
+  if (open) ($("#sidebar a.current") || $("#sidebar a")).focus();
+}
+
+sidebarToggle.addEventListener("click", () => {
+  setSidebar(!document.body.classList.contains("sidebar-open"));
+});
+backdrop.addEventListener("click", () => setSidebar(false));
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && document.body.classList.contains("sidebar-open")) {
+    setSidebar(false);
+    sidebarToggle.focus();
+  }
+});
+
+for (const form of document.querySelectorAll("form[data-confirm]")) {
+  form.addEventListener("submit", (event) => {
+    if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+  });
+}
+
+// --- settings panel -----------------------------------------------------------------------------
+
+const settingsToggle = $("#settings-toggle");
+const settingsPanel = $("#chat-settings");
+const systemPrompt = $("#system-prompt");
+const temperature = $("#temperature");
+const maxTokens = $("#max-tokens");
+
+systemPrompt.value = page.system || "";
+temperature.value = page.temperature ?? "";
+maxTokens.value = page.max_tokens ?? "";
+
+function setSettingsOpen(open) {
+  settingsPanel.hidden = !open;
+  settingsToggle.setAttribute("aria-expanded", String(open));
+}
+
+function markCustomSettings() {
+  const custom = systemPrompt.value.trim() || temperature.value !== "" || maxTokens.value !== "";
+  settingsToggle.classList.toggle("has-values", Boolean(custom));
+}
+
+settingsToggle.addEventListener("click", () => setSettingsOpen(settingsPanel.hidden));
+for (const field of [systemPrompt, temperature, maxTokens]) {
+  field.addEventListener("input", markCustomSettings);
+}
+markCustomSettings();
+
+/** The panel's values as send fields, or {error} when one is out of range. */
+function readSettings() {
+  let temp = null;
+  if (temperature.value.trim() !== "") {
+    temp = Number(temperature.value);
+    if (!Number.isFinite(temp) || temp < 0 || temp > 2 || !temperature.checkValidity()) {
+      return { error: "Temperature must be a number from 0 to 2 (or empty for the default).",
+               field: temperature };
+    }
+  }
+  let tokens = null;
+  if (maxTokens.value.trim() !== "") {
+    tokens = Number(maxTokens.value);
+    if (!Number.isInteger(tokens) || tokens < 1 || tokens > Number(maxTokens.max)) {
+      return { error: `Max tokens must be a whole number from 1 to ${maxTokens.max} `
+                      + "(or empty for the default).", field: maxTokens };
+    }
+  }
+  return { system: systemPrompt.value, temperature: temp, max_tokens: tokens };
+}
+
+// --- model picker -------------------------------------------------------------------------------
+
+const picker = new ModelPicker($("#model"), {
+  url: urls.modelsUrl,
+  conversationModel: page.model,
+  onError: ({ code, message }) => {
+    state.modelsError = { code, message };
+    if (code === "unauthenticated") {
+      showBanner("You are signed out.", { key: "session", link: loginLink() });
+    } else {
+      showError(code, message, "models");
+    }
+  },
+});
+
+function loginLink() {
+  const next = encodeURIComponent(location.pathname);
+  return { href: `${urls.loginUrl}?next=${next}`, label: "Sign in again" };
+}
+
+// --- sending ------------------------------------------------------------------------------------
+
+function newClientId() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  // randomUUID needs a secure context; a site served over plain http inside a LAN has not one.
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+const composer = new Composer($("#composer-form"), {
+  onSubmit: send,
+  onError: (message) => showBanner(message, { key: "attachment" }),
+});
+
+function send() {
+  if (state.pending || composer.isEmpty()) {
+    composer.focus();
+    return;
+  }
+  if (!picker.value) {
+    // Without a model list the reason (usually the token) is already on screen: say it again.
+    if (state.modelsError) showError(state.modelsError.code, state.modelsError.message, "models");
+    else showBanner("Pick a model first.", { key: "send" });
+    return;
+  }
+  const settings = readSettings();
+  if (settings.error) {
+    setSettingsOpen(true);
+    settings.field.focus();
+    showBanner(settings.error, { key: "send" });
+    return;
+  }
+  picker.remember();
+  const clientId = newClientId();
+  const frame = {
+    type: "send",
+    client_id: clientId,
+    conversation: state.conversation,
+    text: composer.text,
+    attachments: composer.parts(),
+    model: picker.value,
+    system: settings.system,
+    temperature: settings.temperature,
+    max_tokens: settings.max_tokens,
+  };
+  state.pending = { clientId, frame };
+  const sent = socket.send(frame);
+  composer.lock(sent ? "Sending…" : "Not connected: your message will be sent when the connection is back.");
+}
+
+stopButton.addEventListener("click", () => {
+  if (!state.conversation) return;
+  if (socket.send({ type: "stop", conversation: state.conversation })) {
+    stopButton.disabled = true;
+  } else {
+    showBanner("Not connected: the reply cannot be stopped right now.", { key: "stop" });
+  }
+});
+
+// --- frames -------------------------------------------------------------------------------------
+
+function subscribe() {
+  if (state.conversation) {
+    socket.send({ type: "subscribe", conversation: state.conversation,
+                  after_seq: list.afterSeq() });
+  }
+}
+
+const handlers = {
+  ack(frame) {
+    const mine = state.pending && frame.client_id === state.pending.clientId;
+    if (mine) {
+      state.pending = null;
+      composer.clear();
+      dismissBanner("send");
+      if (!state.conversation) adoptConversation(frame.conversation, frame.title);
+    }
+    if (frame.conversation !== state.conversation) return;
+    bumpConversation(frame.conversation, frame.title);
+    list.upsert(frame.messages || []);
+    if (mine) list.scrollToBottom();
+  },
+  history(frame) {
+    if (frame.conversation === state.conversation) list.upsert(frame.messages || []);
+  },
+  messages(frame) {
+    if (frame.conversation === state.conversation) list.upsert(frame.messages || []);
+  },
+  snapshot(frame) {
+    list.snapshot(frame.reply, frame.text);
+  },
+  delta(frame) {
+    // A gap means a lost frame: resubscribe, which answers with a fresh snapshot.
+    if (!list.delta(frame.reply, frame.offset, frame.text)) subscribe();
+  },
+  done(frame) {
+    list.done(frame.reply, frame.message);
+  },
+  error(frame) {
+    const mine = state.pending && frame.client_id === state.pending.clientId;
+    if (mine) {
+      // Nothing was stored: the draft stays for the user to fix or resend.
+      state.pending = null;
+      composer.unlock();
+      composer.focus();
+    }
+    if (frame.code === "not_running") return; // Stop raced the end of the reply.
+    showError(frame.code, frame.message, mine ? "send" : frame.code);
+  },
+};
+
+const connectionState = $("#connection-state");
+const retryNow = $("#retry-now");
+
+const socket = new ReconnectingSocket(chatSocketUrl(), {
+  onReady() {
+    subscribe();
+    if (state.pending) {
+      // Same client_id: if the first attempt did reach the server, it answers with that message.
+      socket.send(state.pending.frame);
+      composer.setStatus("Sending…");
+    }
+  },
+  onFrame(frame) {
+    handlers[frame.type]?.(frame);
+    // Deltas are the hot path: nothing in the chrome changes with them.
+    if (frame.type !== "delta" && frame.type !== "snapshot") refreshChrome();
+  },
+  onState(connection, { everConnected }) {
+    connectionState.dataset.state = connection;
+    connectionState.textContent = {
+      connected: "Connected",
+      connecting: everConnected ? "Reconnecting…" : "Connecting…",
+      offline: "Offline",
+    }[connection];
+    retryNow.hidden = connection === "connected" || state.closedForGood;
+    if (state.pending && connection !== "connected") {
+      composer.setStatus("Not connected: your message will be sent when the connection is back.");
+    }
+  },
+  onClosedForGood(code) {
+    state.closedForGood = true;
+    retryNow.hidden = true;
+    const text = code === 4403 ? "This account can no longer chat." : "You are signed out.";
+    showBanner(text, { key: "session", link: loginLink() });
+  },
+});
+
+retryNow.addEventListener("click", () => socket.retryNow());
+
+// --- start --------------------------------------------------------------------------------------
+
+list.load(page.messages || []);
+messagesEl.setAttribute("aria-busy", "false");
+refreshChrome();
+socket.connect();
+picker.load();
+composer.focus();

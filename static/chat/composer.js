@@ -1,0 +1,210 @@
+// The composer: the draft text, its attachments (read as base64 data URLs, shaped as the
+// protocol's content parts), Enter to send, and the lock that keeps the draft until `ack`.
+
+const IMAGE_TYPES = new Set(["image/png", "image/jpeg", "image/gif", "image/webp"]);
+const AUDIO_FORMATS = {
+  "audio/wav": "wav", "audio/x-wav": "wav", "audio/wave": "wav", "audio/vnd.wave": "wav",
+  "audio/mpeg": "mp3", "audio/mp3": "mp3",
+};
+const MAX_ATTACHMENTS = 8;
+const MAX_ATTACHMENT_BYTES = 8 * 1024 * 1024;
+const MAX_TEXTAREA_SHARE = 0.4; // of the viewport height
+
+function audioFormat(file) {
+  if (AUDIO_FORMATS[file.type]) return AUDIO_FORMATS[file.type];
+  const ext = file.name.split(".").pop().toLowerCase();
+  return ext === "wav" || ext === "mp3" ? ext : null;
+}
+
+function readAsDataUrl(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.addEventListener("load", () => resolve(reader.result));
+    reader.addEventListener("error", () => reject(reader.error));
+    reader.readAsDataURL(file);
+  });
+}
+
+export class Composer {
+  /** handlers: onSubmit(), onError(message). */
+  constructor(form, handlers) {
+    this.form = form;
+    this.handlers = handlers;
+    this.textarea = form.querySelector("#composer");
+    this.sendButton = form.querySelector("#send");
+    this.fileInput = form.querySelector("#attach-input");
+    this.previews = form.querySelector("#attachment-previews");
+    this.status = form.querySelector("#composer-status");
+    this.attachments = [];
+    this.locked = false;
+    this.nextKey = 1;
+
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.submit();
+    });
+    this.textarea.addEventListener("keydown", (event) => this.onKeydown(event));
+    this.textarea.addEventListener("input", () => this.autosize());
+    this.textarea.addEventListener("paste", (event) => this.onPaste(event));
+    form.querySelector("#attach").addEventListener("click", () => this.fileInput.click());
+    this.fileInput.addEventListener("change", () => {
+      this.addFiles(Array.from(this.fileInput.files));
+      this.fileInput.value = "";
+    });
+    form.addEventListener("dragover", (event) => {
+      if (event.dataTransfer?.types.includes("Files")) event.preventDefault();
+    });
+    form.addEventListener("drop", (event) => {
+      if (!event.dataTransfer?.files.length) return;
+      event.preventDefault();
+      this.addFiles(Array.from(event.dataTransfer.files));
+    });
+    this.previews.addEventListener("click", (event) => {
+      const button = event.target.closest("button[data-key]");
+      if (button && !this.locked) this.removeAttachment(Number(button.dataset.key));
+    });
+  }
+
+  onKeydown(event) {
+    // While an IME composes (Japanese, Chinese...), Enter confirms the candidate: never send.
+    if (event.key !== "Enter" || event.shiftKey || event.isComposing || event.keyCode === 229) {
+      return;
+    }
+    if (event.altKey || event.ctrlKey || event.metaKey) return;
+    event.preventDefault();
+    this.submit();
+  }
+
+  submit() {
+    if (this.locked) return;
+    this.handlers.onSubmit();
+  }
+
+  get text() {
+    return this.textarea.value;
+  }
+
+  isEmpty() {
+    return !this.textarea.value.trim() && this.attachments.length === 0;
+  }
+
+  /** The attachments as protocol content parts. */
+  parts() {
+    return this.attachments.map((a) => a.part);
+  }
+
+  focus() {
+    this.textarea.focus();
+  }
+
+  /** While a send waits for its `ack` the draft stays, read-only, so nothing typed is lost. */
+  lock(message) {
+    this.locked = true;
+    this.textarea.readOnly = true;
+    this.sendButton.disabled = true;
+    this.form.classList.add("is-sending");
+    this.setStatus(message);
+  }
+
+  unlock() {
+    this.locked = false;
+    this.textarea.readOnly = false;
+    this.sendButton.disabled = false;
+    this.form.classList.remove("is-sending");
+    this.setStatus("");
+  }
+
+  setStatus(message) {
+    this.status.textContent = message || "";
+  }
+
+  /** The message was stored (`ack`): the draft is done with. */
+  clear() {
+    this.textarea.value = "";
+    this.attachments = [];
+    this.renderPreviews();
+    this.autosize();
+    this.unlock();
+  }
+
+  autosize() {
+    const t = this.textarea;
+    t.style.height = "auto";
+    const max = Math.max(120, window.innerHeight * MAX_TEXTAREA_SHARE);
+    t.style.height = `${Math.min(t.scrollHeight + 2, max)}px`;
+    t.style.overflowY = t.scrollHeight + 2 > max ? "auto" : "hidden";
+  }
+
+  onPaste(event) {
+    const files = Array.from(event.clipboardData?.files || []);
+    if (!files.length) return;
+    event.preventDefault();
+    this.addFiles(files);
+  }
+
+  async addFiles(files) {
+    if (this.locked) return;
+    for (const file of files) {
+      if (this.attachments.length >= MAX_ATTACHMENTS) {
+        this.handlers.onError(`At most ${MAX_ATTACHMENTS} attachments per message.`);
+        return;
+      }
+      const isImage = IMAGE_TYPES.has(file.type);
+      const format = isImage ? null : audioFormat(file);
+      if (!isImage && !format) {
+        this.handlers.onError(`${file.name}: only PNG, JPEG, GIF and WebP images and WAV or MP3 audio can be attached.`);
+        continue;
+      }
+      if (file.size > MAX_ATTACHMENT_BYTES) {
+        this.handlers.onError(`${file.name} is larger than 8 MB.`);
+        continue;
+      }
+      let url;
+      try {
+        url = await readAsDataUrl(file);
+      } catch {
+        this.handlers.onError(`${file.name} could not be read.`);
+        continue;
+      }
+      const part = isImage
+        ? { type: "image_url", image_url: { url } }
+        : { type: "input_audio", input_audio: { data: url.slice(url.indexOf(",") + 1), format } };
+      this.attachments.push({ key: this.nextKey++, name: file.name, url, isImage, format, part });
+    }
+    this.renderPreviews();
+  }
+
+  removeAttachment(key) {
+    this.attachments = this.attachments.filter((a) => a.key !== key);
+    this.renderPreviews();
+    this.focus();
+  }
+
+  renderPreviews() {
+    const items = this.attachments.map((a) => {
+      const item = document.createElement("div");
+      item.className = "attachment-preview";
+      if (a.isImage) {
+        const img = document.createElement("img");
+        img.src = a.url;
+        img.alt = a.name;
+        item.append(img);
+      } else {
+        const label = document.createElement("span");
+        label.className = "attachment-audio";
+        label.textContent = `♪ ${a.name}`;
+        item.append(label);
+      }
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.className = "remove-attachment";
+      remove.dataset.key = String(a.key);
+      remove.setAttribute("aria-label", `Remove ${a.name}`);
+      remove.textContent = "×";
+      item.append(remove);
+      return item;
+    });
+    this.previews.replaceChildren(...items);
+    this.previews.hidden = items.length === 0;
+  }
+}

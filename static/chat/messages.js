@@ -1,0 +1,390 @@
+// The message list: one element per message, ordered by seq, upserted by id. Finished messages are
+// rendered once; a streaming reply re-renders at most once per animation frame, touching only its
+// own body, so the cost of a delta does not grow with the conversation.
+import { renderMarkdown, StreamingMarkdown } from "./render.js";
+
+const STATUS_LABELS = {
+  stopped: "stopped",
+  interrupted: "interrupted",
+  truncated: "truncated (max tokens)",
+};
+// On load, the newest messages are rendered at once and the older ones in idle time (shown as
+// plain text meanwhile), so a 1,000-message conversation opens quickly.
+const RENDER_AT_ONCE = 40;
+const IDLE_BUDGET_MS = 12;
+// Messages older than the newest this many may skip rendering while off-screen (.is-history).
+const ALWAYS_RENDERED = 24;
+// "At the bottom" tolerance: within this many pixels, new text keeps the view pinned.
+const STICK_SLACK = 80;
+
+/** Length in Unicode code points, which is what the protocol's delta offsets count. */
+export function codePointLength(text) {
+  let n = text.length;
+  for (let i = 0; i < text.length; i += 1) {
+    const c = text.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff) n -= 1;
+  }
+  return n;
+}
+
+function dropCodePoints(text, count) {
+  let i = 0;
+  for (let seen = 0; seen < count && i < text.length; seen += 1) {
+    const c = text.charCodeAt(i);
+    i += c >= 0xd800 && c <= 0xdbff ? 2 : 1;
+  }
+  return text.slice(i);
+}
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+const NUMBER_FORMAT = new Intl.NumberFormat("en-US");
+
+export function formatTokens(n) {
+  return NUMBER_FORMAT.format(n);
+}
+
+export function formatCost(cost) {
+  const value = Number(cost);
+  if (!Number.isFinite(value)) return "";
+  if (value === 0) return "$0";
+  if (value >= 0.1) return `$${value.toFixed(2)}`;
+  // Small costs keep three significant digits: $0.00357, $0.0000012.
+  const decimals = Math.min(10, Math.ceil(-Math.log10(value)) + 2);
+  return `$${value.toFixed(decimals).replace(/0+$/, "")}`;
+}
+
+function usageText(message) {
+  const parts = [];
+  if (message.usage) {
+    const { prompt_tokens: p, completion_tokens: c, total_tokens: t } = message.usage;
+    if (p != null && c != null) parts.push(`${formatTokens(p)} in · ${formatTokens(c)} out`);
+    else if (t != null) parts.push(`${formatTokens(t)} tokens`);
+  }
+  if (message.cost != null && message.cost !== "") {
+    const cost = formatCost(message.cost);
+    if (cost) parts.push(cost);
+  }
+  return parts.join(" · ");
+}
+
+function attachmentsElement(attachments) {
+  const box = el("div", "message-attachments");
+  for (const item of attachments) {
+    if (item.type === "image" && /^data:image\//i.test(item.url || "")) {
+      const img = el("img", "attachment-image");
+      img.src = item.url;
+      img.alt = "Attached image";
+      img.loading = "lazy";
+      img.decoding = "async";
+      box.append(img);
+    } else if (item.type === "audio") {
+      const format = item.format ? ` (${item.format})` : "";
+      box.append(el("span", "attachment-audio", `♪ Audio${format}`));
+    } else {
+      box.append(el("span", "attachment-other", "Attachment"));
+    }
+  }
+  return box;
+}
+
+export class MessageList {
+  constructor(container, { onStickChange, settingsUrl = "" } = {}) {
+    this.container = container;
+    this.settingsUrl = settingsUrl;
+    this.onStickChange = onStickChange;
+    this.records = new Map();
+    this.ordered = [];
+    this.streamingIds = new Set();
+    this.dirty = new Set();
+    this.frame = 0;
+    this.idleQueue = [];
+    this.idleHandle = 0;
+    this.stick = true;
+    container.addEventListener("scroll", () => this.updateStick(), { passive: true });
+  }
+
+  get size() {
+    return this.ordered.length;
+  }
+
+  /** The first page: everything built in one fragment; markdown of older messages comes later. */
+  load(messages) {
+    const fragment = document.createDocumentFragment();
+    const sorted = [...messages].sort((a, b) => a.seq - b.seq);
+    const eagerFrom = Math.max(0, sorted.length - RENDER_AT_ONCE);
+    sorted.forEach((message, index) => {
+      const record = this.newRecord(message);
+      this.build(record, index >= eagerFrom);
+      if (index < eagerFrom) this.idleQueue.push(record);
+      this.records.set(message.id, record);
+      this.ordered.push(record);
+      fragment.append(record.el);
+    });
+    this.container.append(fragment);
+    this.markHistory(0);
+    this.scheduleIdle();
+    this.scrollToBottom();
+  }
+
+  newRecord(message) {
+    return { data: message, el: el("article", "message"), text: message.content || "",
+             cpLen: -1, stream: null, body: null, needsReset: false, plain: false };
+  }
+
+  /** Insert or replace messages (history, messages, ack frames). */
+  upsert(messages) {
+    let added = false;
+    for (const message of messages) {
+      const record = this.records.get(message.id);
+      if (!record) {
+        const fresh = this.newRecord(message);
+        this.build(fresh, true);
+        this.records.set(message.id, fresh);
+        this.insert(fresh);
+        added = true;
+      } else if (record.data.status === "streaming" && message.status === "streaming") {
+        // A checkpoint from the database can lag behind the text already streamed here; the
+        // snapshot that follows is what sets the exact text.
+        record.data = { ...message, content: record.text };
+        if ((message.content || "").length > record.text.length) {
+          this.snapshot(message.id, message.content);
+        }
+      } else if (JSON.stringify(record.data) !== JSON.stringify(message)) {
+        this.replace(record, message);
+      }
+    }
+    if (added && this.stick) this.scrollToBottom();
+    return added;
+  }
+
+  insert(record) {
+    const seq = record.data.seq;
+    let index = this.ordered.length;
+    while (index > 0 && this.ordered[index - 1].data.seq > seq) index -= 1;
+    const after = this.ordered[index];
+    this.ordered.splice(index, 0, record);
+    this.container.insertBefore(record.el, after ? after.el : null);
+    this.markHistory(Math.min(index, this.ordered.length - ALWAYS_RENDERED - 1));
+  }
+
+  markHistory(from) {
+    const limit = this.ordered.length - ALWAYS_RENDERED;
+    for (let i = Math.max(0, from); i < this.ordered.length; i += 1) {
+      this.ordered[i].el.classList.toggle("is-history", i < limit);
+    }
+  }
+
+  replace(record, message) {
+    record.data = message;
+    record.text = message.content || "";
+    record.cpLen = -1;
+    record.stream = null;
+    record.needsReset = false;
+    this.dirty.delete(record);
+    this.build(record, true);
+  }
+
+  /** `snapshot`: the full text of a streaming reply so far. */
+  snapshot(id, text) {
+    const record = this.records.get(id);
+    if (!record || record.data.status !== "streaming") return;
+    record.text = text;
+    record.cpLen = codePointLength(text);
+    record.needsReset = true;
+    this.schedule(record);
+  }
+
+  /** `delta`: returns false when it leaves a gap (the caller resubscribes for a snapshot). */
+  delta(id, offset, text) {
+    const record = this.records.get(id);
+    if (!record || record.data.status !== "streaming") return true;
+    if (record.cpLen < 0) record.cpLen = codePointLength(record.text);
+    if (offset > record.cpLen) return false;
+    if (offset === record.cpLen) {
+      record.text += text;
+      record.cpLen += codePointLength(text);
+    } else {
+      const length = codePointLength(text);
+      if (offset + length <= record.cpLen) return true;
+      record.text += dropCodePoints(text, record.cpLen - offset);
+      record.cpLen = offset + length;
+    }
+    this.schedule(record);
+    return true;
+  }
+
+  /** `done`: the reply's final state replaces the whole message. */
+  done(id, message) {
+    const record = this.records.get(id);
+    if (!record) {
+      this.upsert([message]);
+      return;
+    }
+    const wasStick = this.stick;
+    this.replace(record, message);
+    if (wasStick) this.scrollToBottom();
+  }
+
+  isStreaming() {
+    return this.streamingIds.size > 0;
+  }
+
+  /** The highest seq up to which every message held here is finished (for `subscribe`). */
+  afterSeq() {
+    let after = 0;
+    for (const record of this.ordered) {
+      if (record.data.status === "streaming") break;
+      after = record.data.seq;
+    }
+    return after;
+  }
+
+  textOf(id) {
+    return this.records.get(id)?.text ?? "";
+  }
+
+  // --- building elements ------------------------------------------------------------------------
+
+  build(record, renderNow) {
+    const { data } = record;
+    const node = record.el;
+    node.dataset.id = data.id;
+    node.dataset.role = data.role;
+    node.dataset.status = data.status;
+    if (data.status === "streaming") this.streamingIds.add(data.id);
+    else this.streamingIds.delete(data.id);
+    node.classList.toggle("message-user", data.role === "user");
+    node.classList.toggle("message-assistant", data.role === "assistant");
+    const parts = [];
+    parts.push(el("h3", "visually-hidden", data.role === "user" ? "You said:" : "Assistant said:"));
+    if (data.attachments?.length) parts.push(attachmentsElement(data.attachments));
+    const body = el("div", "message-body");
+    record.body = body;
+    record.plain = false;
+    if (data.role === "user") {
+      body.textContent = record.text;
+    } else if (data.status === "streaming") {
+      record.stream = new StreamingMarkdown(body);
+      if (record.text) this.schedule(record);
+    } else if (renderNow) {
+      body.replaceChildren(renderMarkdown(record.text));
+    } else {
+      body.textContent = record.text;
+      body.classList.add("plain-pending");
+      record.plain = true;
+    }
+    if (data.role === "user" && !record.text) body.hidden = true;
+    parts.push(body);
+    if (data.role === "assistant") parts.push(this.footer(data));
+    node.replaceChildren(...parts);
+  }
+
+  footer(data) {
+    const footer = el("div", "message-footer");
+    if (data.status === "streaming") {
+      const typing = el("span", "typing");
+      typing.append(el("span", "visually-hidden", "Writing…"), el("span", "dot"), el("span", "dot"),
+                    el("span", "dot"));
+      footer.append(typing);
+      return footer;
+    }
+    if (data.status === "error") {
+      const box = el("div", "message-error");
+      box.append(el("strong", "", "Error: "),
+                 document.createTextNode(data.error?.message || "The reply failed."));
+      if (data.error?.code === "invalid_token" && this.settingsUrl) {
+        const link = el("a", "", "Open Settings");
+        link.href = this.settingsUrl;
+        box.append(" ", link);
+      }
+      footer.append(box);
+    } else if (STATUS_LABELS[data.status]) {
+      footer.append(el("span", "message-status", STATUS_LABELS[data.status]));
+    }
+    const meta = el("div", "message-meta");
+    if (data.model) meta.append(el("span", "message-model", data.model));
+    const usage = usageText(data);
+    if (usage) meta.append(el("span", "message-usage", usage));
+    if (data.content) {
+      const copy = el("button", "copy-message linklike", "Copy");
+      copy.type = "button";
+      copy.setAttribute("aria-label", "Copy reply as markdown");
+      meta.append(copy);
+    }
+    footer.append(meta);
+    return footer;
+  }
+
+  // --- streaming render, once per frame -----------------------------------------------------------
+
+  schedule(record) {
+    this.dirty.add(record);
+    if (!this.frame) this.frame = requestAnimationFrame(() => this.flush());
+  }
+
+  flush() {
+    this.frame = 0;
+    const stick = this.stick;
+    for (const record of this.dirty) {
+      if (!record.stream) continue;
+      if (record.needsReset) {
+        record.stream.reset();
+        record.needsReset = false;
+      }
+      record.stream.update(record.text);
+    }
+    this.dirty.clear();
+    if (stick) this.scrollToBottom();
+  }
+
+  // --- idle rendering of older history ------------------------------------------------------------
+
+  scheduleIdle() {
+    if (this.idleHandle || !this.idleQueue.length) return;
+    const run = (deadline) => {
+      this.idleHandle = 0;
+      // A callback run because its timeout passed has no idle time left; it still does a slice.
+      const budget = deadline && !deadline.didTimeout ? deadline.timeRemaining() : IDLE_BUDGET_MS;
+      const until = performance.now() + Math.max(budget, 4);
+      while (this.idleQueue.length && performance.now() < until) {
+        const record = this.idleQueue.pop(); // newest first: nearest to where the reader is
+        if (record.plain) this.renderPlain(record);
+      }
+      this.scheduleIdle();
+    };
+    this.idleHandle = window.requestIdleCallback
+      ? requestIdleCallback(run, { timeout: 200 })
+      : setTimeout(() => run(null), 16);
+  }
+
+  renderPlain(record) {
+    record.plain = false;
+    record.body.classList.remove("plain-pending");
+    record.body.replaceChildren(renderMarkdown(record.text));
+  }
+
+  // --- scrolling --------------------------------------------------------------------------------
+
+  updateStick() {
+    const c = this.container;
+    const stick = c.scrollHeight - c.scrollTop - c.clientHeight <= STICK_SLACK;
+    if (stick !== this.stick) {
+      this.stick = stick;
+      this.onStickChange?.(stick);
+    }
+  }
+
+  scrollToBottom() {
+    this.container.scrollTop = this.container.scrollHeight;
+    if (!this.stick) {
+      this.stick = true;
+      this.onStickChange?.(true);
+    }
+  }
+}
