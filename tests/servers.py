@@ -140,7 +140,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 def login(base_url: str, username: str, password: str) -> httpx.Cookies:
     """Sign in through the real login form; returns the session (and CSRF) cookies."""
-    with httpx.Client(base_url=base_url, follow_redirects=False, timeout=10) as client:
+    with httpx.Client(base_url=base_url, follow_redirects=False, timeout=30) as client:
         page = client.get("/accounts/login/")
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
         assert token, "login page has no CSRF token"

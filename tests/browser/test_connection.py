@@ -1,0 +1,30 @@
+"""What the page says about its connection, and about a missing token."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import QUICK, ChatPage, sign_in
+
+pytestmark = pytest.mark.browser
+
+
+def test_the_page_says_it_is_connected(chat: ChatPage) -> None:
+    expect(chat.connection).to_have_attribute("data-state", "connected", timeout=QUICK)
+    expect(chat.connection).to_have_text("Connected")
+    expect(chat.page.locator(".banner")).to_have_count(0)
+
+
+def test_without_a_token_the_page_points_to_settings(page: Page, app_url: str, make_user) -> None:
+    sign_in(page, app_url, make_user(with_token=False))
+    page.goto("/")
+    expect(page.locator("#connection-state")).to_have_attribute(
+        "data-state", "connected", timeout=QUICK
+    )
+    banner = page.locator(".banner").filter(has_text="Settings")
+    expect(banner).to_be_visible(timeout=QUICK)
+    link = banner.get_by_role("link", name="Open Settings")
+    expect(link).to_have_attribute("href", "/settings/")
+    link.click()
+    expect(page.get_by_role("heading", name="Nobox token")).to_be_visible(timeout=QUICK)
