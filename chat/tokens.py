@@ -127,7 +127,7 @@ def set_token(
     record.last_verify_error = ""
     record.last_verified_at = now if verified else None
     record.save()
-    audit.record(action, actor=actor, target=record.user, request=request, detail=_describe(record))
+    _audit(record, action, actor=actor, request=request)
 
 
 def remove_token(user: User, *, request: HttpRequest | None = None) -> bool:
@@ -142,13 +142,7 @@ def revoke(record: NoboxToken, *, actor: User | None, request: HttpRequest | Non
         return
     record.revoked_at = timezone.now()
     record.save(update_fields=["revoked_at"])
-    audit.record(
-        Action.TOKEN_REVOKED,
-        actor=actor,
-        target=record.user,
-        request=request,
-        detail=_describe(record),
-    )
+    _audit(record, Action.TOKEN_REVOKED, actor=actor, request=request)
 
 
 def set_expiry(
@@ -161,12 +155,8 @@ def set_expiry(
     record.expires_at = expires_at
     record.save(update_fields=["expires_at"])
     when = expires_at.isoformat() if expires_at else "never"
-    audit.record(
-        Action.TOKEN_EXPIRY_CHANGED,
-        actor=actor,
-        target=record.user,
-        request=request,
-        detail=f"{_describe(record)} expires {when}",
+    _audit(
+        record, Action.TOKEN_EXPIRY_CHANGED, actor=actor, request=request, note=f"expires {when}"
     )
 
 
@@ -183,13 +173,7 @@ def record_verification(
         update_fields=["last_verified_at", "last_verify_ok", "last_verify_error", "rejected_at"]
     )
     outcome = "ok" if error is None else f"failed: {error}"
-    audit.record(
-        Action.TOKEN_VERIFIED,
-        actor=actor,
-        target=record.user,
-        request=request,
-        detail=f"{_describe(record)} {outcome}",
-    )
+    _audit(record, Action.TOKEN_VERIFIED, actor=actor, request=request, note=outcome)
 
 
 def mark_rejected(record_pk: int) -> None:
@@ -199,12 +183,19 @@ def mark_rejected(record_pk: int) -> None:
     )
     if updated:
         record = NoboxToken.objects.select_related("user").get(pk=record_pk)
-        audit.record(
-            Action.TOKEN_REJECTED,
-            actor=None,
-            target=record.user,
-            detail=f"{_describe(record)} rejected by Nobox (401)",
-        )
+        _audit(record, Action.TOKEN_REJECTED, actor=None, note="rejected by Nobox (401)")
+
+
+def _audit(
+    record: NoboxToken,
+    action: str,
+    *,
+    actor: User | None,
+    request: HttpRequest | None = None,
+    note: str = "",
+) -> None:
+    detail = f"{_describe(record)} {note}".strip()
+    audit.record(action, actor=actor, target=record.user, request=request, detail=detail)
 
 
 def _describe(record: NoboxToken) -> str:

@@ -5,70 +5,20 @@ Alice owns things, Bob is a teammate who must not see Alice's things, Charlie ha
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-ON_CI = os.environ.get("CI", "").lower() == "true"
+from tests.servers import ON_CI, ROOT, service_or_skip, simulator
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(
-    port: int, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on port {port} after {timeout} s")
-
-
-def service_or_skip(name: str, port: int) -> None:
-    """Skip where a service is absent (a laptop); on CI its absence is a failure."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return
-    except OSError:
-        if ON_CI:
-            pytest.fail(f"{name} is not reachable on 127.0.0.1:{port} (required on CI)")
-        pytest.skip(f"{name} is not reachable on 127.0.0.1:{port}")
+__all__ = ["ON_CI", "ROOT", "service_or_skip"]
 
 
 @pytest.fixture(scope="session")
 def simulator_url() -> Iterator[str]:
     """The Nobox simulator as a real HTTP server, fast enough for tests."""
-    port = free_port()
-    env = {**os.environ, "NOBOX_SIM_TOKENS_PER_SECOND": "200"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "chat.nobox.simulator", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port, proc=proc)
-        yield f"http://127.0.0.1:{port}/_f_"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with simulator(tokens_per_second=200) as url:
+        yield url
 
 
 @pytest.fixture

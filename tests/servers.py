@@ -9,15 +9,52 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.conftest import ROOT, free_port, wait_for_port
+ROOT = Path(__file__).resolve().parent.parent
+ON_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(
+    port: int, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port} after {timeout} s")
+
+
+def service_or_skip(name: str, port: int) -> None:
+    """Skip where a service is absent (a laptop); on CI its absence is a failure."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return
+    except OSError:
+        if ON_CI:
+            pytest.fail(f"{name} is not reachable on 127.0.0.1:{port} (required on CI)")
+        pytest.skip(f"{name} is not reachable on 127.0.0.1:{port}")
+
 
 TEST_SECRET_KEY = "end-to-end-test-secret-key-0123456789-abcdefghijklmnop"
 TEST_TOKEN_KEY = "vsTuC9ev89r7R6sVdEW4xjpQTt3yOBhC7WtGgofFudM="

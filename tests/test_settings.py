@@ -11,7 +11,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 
 from noboxweb.env import env_bool, env_float, env_int, env_list
-from tests.conftest import ROOT
+from tests.servers import ROOT
 
 
 def start_django(**env: str) -> subprocess.CompletedProcess[str]:

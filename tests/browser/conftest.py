@@ -39,8 +39,7 @@ from playwright.sync_api import (
     Error as PlaywrightError,
 )
 
-from tests.conftest import ON_CI
-from tests.servers import app_env, app_server, create_user, login, manage, simulator
+from tests.servers import ON_CI, app_env, app_server, create_user, login, manage, simulator
 
 # The simulator's pace: `sim/markdown` (~100 pieces) streams for ~2.5 s and `sim/long`
 # (10 x SIM_REPLY_TOKENS pieces) for ~7.5 s; ordinary models answer SIM_REPLY_TOKENS pieces.
