@@ -171,3 +171,38 @@ def test_the_settings_page_never_shows_the_token(as_alice, alice_token):
     page = as_alice.get("/settings/").content.decode()
     assert alice_token not in page
     assert "…" + alice_token[-4:] in page
+
+
+def test_signing_in_and_out(client, alice):
+    assert client.get("/accounts/login/").status_code == 200
+    response = client.post("/accounts/login/", {"username": "alice", "password": "alice-password"})
+    assert response.status_code == 302
+    assert client.get("/").status_code == 200
+    client.post("/accounts/logout/")
+    assert client.get("/").status_code == 302
+
+
+def test_a_wrong_password_does_not_sign_in(client, alice):
+    response = client.post("/accounts/login/", {"username": "alice", "password": "nope"})
+    assert response.status_code == 200
+    assert "didn't match" in response.content.decode()
+    assert client.get("/").status_code == 302
+
+
+def test_there_is_no_open_sign_up(client):
+    assert client.get("/accounts/signup/").status_code == 404
+    assert client.get("/accounts/register/").status_code == 404
+
+
+def test_a_user_changes_their_password(as_alice, alice):
+    response = as_alice.post(
+        "/accounts/password_change/",
+        {
+            "old_password": "alice-password",
+            "new_password1": "Much-better-pass-2026",
+            "new_password2": "Much-better-pass-2026",
+        },
+    )
+    assert response.status_code == 302
+    alice.refresh_from_db()
+    assert alice.check_password("Much-better-pass-2026")
