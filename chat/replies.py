@@ -553,8 +553,8 @@ def sweep_orphans() -> list[Message]:
             finished_at=timezone.now(),
         )
         if updated:
-            message.refresh_from_db()
-            swept.append(message)
+            # Re-read with its conversation: the caller is async and must not lazy-load it.
+            swept.append(Message.objects.select_related("conversation").get(pk=message.pk))
     return swept
 
 

@@ -130,7 +130,17 @@ def _channel_layers() -> dict[str, Any]:
             "default": {
                 "BACKEND": "channels_redis.core.RedisChannelLayer",
                 "CONFIG": {
-                    "hosts": [url],
+                    # redis-py 8 reads with a 5 s socket timeout by default, the same as the
+                    # layer's blocking pop (BZPOPMIN, 5 s): every idle socket would then die
+                    # with "Timeout reading". The read timeout must outlast the pop.
+                    "hosts": [
+                        {
+                            "address": url,
+                            "socket_timeout": env_float("REDIS_SOCKET_TIMEOUT", 15.0, minimum=6),
+                            "socket_connect_timeout": 5,
+                            "socket_keepalive": True,
+                        }
+                    ],
                     # A fast model bursts deltas; coalescing keeps it to ~30 frames/s per reply,
                     # so 1000 queued messages per socket is minutes of slack, and 60 s expiry
                     # lets a briefly stalled socket catch up instead of losing deltas.

@@ -412,6 +412,10 @@ async def test_a_reply_orphaned_by_a_dead_process_is_swept_as_interrupted(alice,
     from django.utils import timezone
 
     conversation = await Conversation.objects.acreate(owner=alice, next_seq=3)
+    ws = await connect(alice)
+    await ws.send_json_to({"type": "subscribe", "conversation": conversation.public_id})
+    await frames_until(ws, "history")
+    # A reply whose process died a minute ago, after this socket started watching.
     await Message.objects.acreate(conversation=conversation, seq=1, role="user", content="q")
     orphan = await Message.objects.acreate(
         conversation=conversation,
@@ -421,14 +425,12 @@ async def test_a_reply_orphaned_by_a_dead_process_is_swept_as_interrupted(alice,
         content="half an ans",
         heartbeat_at=timezone.now() - timedelta(seconds=60),
     )
-    ws = await connect(alice)
-    await ws.send_json_to({"type": "subscribe", "conversation": conversation.public_id})
-    history = (await frames_until(ws, "history"))[-1]
-    shown = {m["id"]: m for m in history["messages"]}[orphan.public_id]
-    if shown["status"] == "streaming":  # the sweep ran after the page asked: `done` follows
-        shown = (await frames_until(ws, "done", timeout=10))[-1]["message"]
 
-    assert (shown["status"], shown["content"]) == ("interrupted", "half an ans")
+    await replies.sweep_and_announce()
+    done = (await frames_until(ws, "done", timeout=10))[-1]
+
+    assert done["reply"] == orphan.public_id
+    assert (done["message"]["status"], done["message"]["content"]) == ("interrupted", "half an ans")
     await orphan.arefresh_from_db()
     assert (orphan.status, orphan.content) == ("interrupted", "half an ans")
     await ws.disconnect()
