@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from chat import tokens
 from chat.access import NotFound, conversation_for
-from chat.asyncdb import db_sync
+from chat.asyncdb import db_sync, db_sync_apart
 from chat.frames import FrameError, SendRequest
 from chat.models import Conversation, Message, NoboxToken, User
 from chat.nobox import ChatRequest, Completed, Delta, InvalidToken, NoboxError, Usage
@@ -486,14 +486,14 @@ async def _price(task: asyncio.Task[object | None]) -> object | None:
         return None
 
 
-@db_sync
+@db_sync_apart
 def _checkpoint(reply_pk: int, text: str) -> None:
     Message.objects.filter(pk=reply_pk, status=Status.STREAMING).update(
         content=text, heartbeat_at=timezone.now()
     )
 
 
-@db_sync
+@db_sync_apart
 def _final_write(
     reply_pk: int, conversation_pk: int, text: str, outcome: Outcome, pricing: object | None
 ) -> Message:
