@@ -281,8 +281,22 @@ class Outcome:
     error_message: str = ""
 
 
+# How long a finished reply waits for its helper tasks to wind down before it moves on.
+HELPER_GRACE_SECONDS = 2.0
+
+# An outbox item: ("group", group name, event) or ("send", channel name, event).
+Outgoing = tuple[str, str, dict[str, Any]]
+
+
 class Generation:
-    """One assistant reply being written. Lives in the process that started it."""
+    """One assistant reply being written. Lives in the process that started it.
+
+    Tasks: the upstream stream (cancelled by `stop`), a control listener (`stop`, `sync`), a
+    flush timer, a checkpointer, and one sender that owns every channel-layer send. Sends go
+    through the sender's queue in order and are never cancelled half-way, so a socket always
+    gets every delta before `done`; helpers stop cooperatively and are waited for only briefly,
+    so nothing in a channel layer can hold up the final write.
+    """
 
     def __init__(
         self,
@@ -307,32 +321,33 @@ class Generation:
         self.pending: list[str] = []
         self._wake = asyncio.Event()
         self._last_flush = 0.0
-        self._stop_requested = False
+        self._finished = False
+        self._outbox: asyncio.Queue[Outgoing | None] = asyncio.Queue()
         self._stream_task: asyncio.Task[Outcome] | None = None
+        self._sender: asyncio.Task[None] | None = None
 
     @property
     def text(self) -> str:
         return "".join(self.published) + "".join(self.pending)
 
     async def run(self) -> None:
+        self._sender = asyncio.create_task(self._send_loop())
         control = await self.layer.new_channel()
         await self.layer.group_add(control_group(self.reply_id), control)
         pricing = asyncio.create_task(pricing_for(self._token.token, self.request.model))
         helpers = [
             asyncio.create_task(self._listen(control)),
-            asyncio.create_task(self._publish_loop()),
+            asyncio.create_task(self._flush_timer()),
             asyncio.create_task(self._checkpoint_loop()),
         ]
         self._stream_task = asyncio.create_task(self._stream())
         try:
             outcome = await self._outcome()
         finally:
-            for helper in helpers:
-                helper.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
-            await self.layer.group_discard(control_group(self.reply_id), control)
-        await self._flush()
+            await self._stop_helpers(helpers)
+        await self.layer.group_discard(control_group(self.reply_id), control)
         await self._finish(outcome, await _price(pricing))
+        await self._close_outbox()
 
     async def _outcome(self) -> Outcome:
         assert self._stream_task is not None
@@ -340,12 +355,24 @@ class Generation:
             await asyncio.wait({self._stream_task})
         except asyncio.CancelledError:
             # The process is shutting down: keep the text, mark it interrupted, then go.
+            log.warning("reply %s cancelled with its process: marked interrupted", self.reply_id)
             self._stream_task.cancel()
             await asyncio.shield(self._finish(_interrupted(), None))
+            await asyncio.shield(self._close_outbox())
             raise
         if self._stream_task.cancelled():
             return Outcome(Status.STOPPED)
         return self._stream_task.result()
+
+    async def _stop_helpers(self, helpers: list[asyncio.Task[None]]) -> None:
+        self._finished = True
+        self._wake.set()
+        for helper in helpers:
+            helper.cancel()
+        # Bounded: a library that swallows a cancellation must not hold the reply open.
+        _, stuck = await asyncio.wait(helpers, timeout=HELPER_GRACE_SECONDS)
+        for helper in stuck:
+            log.warning("reply %s: helper %s did not stop", self.reply_id, helper.get_name())
 
     async def _stream(self) -> Outcome:
         try:
@@ -379,54 +406,47 @@ class Generation:
         )
 
     async def _listen(self, control: str) -> None:
-        while True:
+        while not self._finished:
             message = await self.layer.receive(control)
             if message.get("type") == "reply.stop":
-                self._stop_requested = True
                 if self._stream_task is not None:
                     self._stream_task.cancel()
             elif message.get("type") == "reply.sync" and isinstance(message.get("reply_to"), str):
-                await self._send_snapshot(message["reply_to"])
+                self._queue_snapshot(message["reply_to"])
 
-    async def _send_snapshot(self, reply_to: str) -> None:
+    def _queue_snapshot(self, reply_to: str) -> None:
         # Only published text: deltas carry offsets past it, so the receiver can join with no gap
         # and drop anything it already has.
         text = "".join(self.published)
         self.published = [text]
-        await self.layer.send(
-            reply_to,
-            {
-                "type": "reply.snapshot",
-                "reply": self.reply_id,
-                "offset": 0,
-                "text": text,
-            },
-        )
+        event = {"type": "reply.snapshot", "reply": self.reply_id, "offset": 0, "text": text}
+        self._outbox.put_nowait(("send", reply_to, event))
 
     async def _add_text(self, text: str) -> None:
         # The first text, and any text an interval after the last frame, goes out at once (time
-        # to first token matters); text arriving faster is left to the publish loop, so a fast
+        # to first token matters); text arriving faster is left to the flush timer, so a fast
         # model means one frame per interval, not one per token.
         self.pending.append(text)
         if time.monotonic() - self._last_flush >= settings.REPLY_FLUSH_INTERVAL:
-            await self._flush()
-            # Let the sockets relay it now even when upstream bytes are already buffered and the
+            self._flush()
+            # Let the sender relay it now even when upstream bytes are already buffered and the
             # stream loop would otherwise run on without yielding.
             await asyncio.sleep(0)
         else:
             self._wake.set()
 
-    async def _publish_loop(self) -> None:
+    async def _flush_timer(self) -> None:
         """Flush text left pending by `_add_text` once its interval has passed."""
-        while True:
+        while not self._finished:
             await self._wake.wait()
             self._wake.clear()
             delay = self._last_flush + settings.REPLY_FLUSH_INTERVAL - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            await self._flush()
+            self._flush()
 
-    async def _flush(self) -> None:
+    def _flush(self) -> None:
+        """Publish pending text as one delta (queued for the sender: this never blocks)."""
         if not self.pending:
             return
         chunk = "".join(self.pending)
@@ -435,35 +455,56 @@ class Generation:
         offset = self.published_len
         self.published.append(chunk)
         self.published_len += len(chunk)
-        await self.layer.group_send(
-            self.group,
-            {
-                "type": "reply.delta",
-                "reply": self.reply_id,
-                "offset": offset,
-                "text": chunk,
-            },
-        )
+        event = {"type": "reply.delta", "reply": self.reply_id, "offset": offset, "text": chunk}
+        self._outbox.put_nowait(("group", self.group, event))
+
+    async def _send_loop(self) -> None:
+        while (item := await self._outbox.get()) is not None:
+            method, target, event = item
+            try:
+                if method == "group":
+                    await self.layer.group_send(target, event)
+                else:
+                    await self.layer.send(target, event)
+            except Exception:
+                # A lost frame is recoverable (sockets resync on a gap and `done` carries the
+                # whole text); a dead sender is not.
+                log.exception("reply %s: could not publish %s", self.reply_id, event["type"])
+
+    async def _close_outbox(self) -> None:
+        assert self._sender is not None
+        self._outbox.put_nowait(None)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._sender), timeout=30)
+        except TimeoutError:
+            log.warning("reply %s: the channel layer did not take its last frames", self.reply_id)
 
     async def _checkpoint_loop(self) -> None:
         # One small write per interval whatever the token rate; it doubles as the heartbeat that
-        # tells other processes this one is alive.
-        while True:
+        # tells other processes this one is alive. A failed write is logged and retried at the
+        # next interval: a loop that died silently would get a live reply swept as orphaned.
+        while not self._finished:
             await asyncio.sleep(settings.REPLY_CHECKPOINT_INTERVAL)
-            await _checkpoint(self.reply_pk, self.text)
+            try:
+                still_streaming = await _checkpoint(self.reply_pk, self.text)
+            except Exception:
+                log.exception("checkpoint of reply %s failed", self.reply_id)
+                continue
+            if not still_streaming and not self._finished:
+                log.warning(
+                    "reply %s was swept while this process was writing it; its final "
+                    "write will correct the row",
+                    self.reply_id,
+                )
 
     async def _finish(self, outcome: Outcome, pricing: object | None) -> None:
+        """The one final write, then `done` queued behind every delta."""
+        self._flush()
         message = await _final_write(
             self.reply_pk, self.conversation_pk, self.text, outcome, pricing
         )
-        await self.layer.group_send(
-            self.group,
-            {
-                "type": "reply.done",
-                "reply": self.reply_id,
-                "message": message.to_wire(),
-            },
-        )
+        event = {"type": "reply.done", "reply": self.reply_id, "message": message.to_wire()}
+        self._outbox.put_nowait(("group", self.group, event))
 
 
 def _completed(event: Completed) -> Outcome:
@@ -487,10 +528,12 @@ async def _price(task: asyncio.Task[object | None]) -> object | None:
 
 
 @db_sync_apart
-def _checkpoint(reply_pk: int, text: str) -> None:
-    Message.objects.filter(pk=reply_pk, status=Status.STREAMING).update(
+def _checkpoint(reply_pk: int, text: str) -> bool:
+    """Save the text so far and beat the heart; False if the row is no longer streaming."""
+    updated = Message.objects.filter(pk=reply_pk, status=Status.STREAMING).update(
         content=text, heartbeat_at=timezone.now()
     )
+    return updated > 0
 
 
 @db_sync_apart
@@ -560,6 +603,12 @@ def sweep_orphans() -> list[Message]:
 
 async def sweep_and_announce() -> int:
     swept = await db_sync(sweep_orphans)()
+    if swept:
+        log.warning(
+            "marked %d orphaned replies interrupted: %s",
+            len(swept),
+            ", ".join(message.public_id for message in swept),
+        )
     layer = get_channel_layer()
     assert layer is not None
     for message in swept:
