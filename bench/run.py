@@ -168,7 +168,7 @@ def main() -> None:
         manage(env, "migrate", "--noinput")
         create_user(env, "bench", "bench-password-1", token=TOKEN)
         cookie = f"sessionid={session_for(env, 'bench')}"
-        with app_server(env, Path("/tmp/bench-app.log")) as (app_url, _):
+        with app_server(env) as (app_url, _):
             asyncio.run(run(args, sim_url, app_url, cookie))
 
 
