@@ -130,20 +130,19 @@ def _channel_layers() -> dict[str, Any]:
             "default": {
                 "BACKEND": "channels_redis.core.RedisChannelLayer",
                 "CONFIG": {
-                    # redis-py 8 reads with a 5 s socket timeout by default, the same as the
-                    # layer's blocking pop (BZPOPMIN, 5 s): every idle socket would then die
-                    # with "Timeout reading". The read timeout must outlast the pop.
+                    # redis-py 8 defaults to a 5 s socket timeout, equal to the layer's
+                    # blocking pop, so idle sockets died; and with any socket timeout redis-py
+                    # wraps I/O in asyncio.wait_for, which on Python 3.11 can swallow a
+                    # cancellation (CPython #86296) and leave a task stuck. No read timeout, as
+                    # in redis-py 7; keepalive still detects dead peers.
                     "hosts": [
                         {
                             "address": url,
-                            "socket_timeout": env_float("REDIS_SOCKET_TIMEOUT", 15.0, minimum=6),
+                            "socket_timeout": None,
                             "socket_connect_timeout": 5,
                             "socket_keepalive": True,
                         }
                     ],
-                    # A fast model bursts deltas; coalescing keeps it to ~30 frames/s per reply,
-                    # so 1000 queued messages per socket is minutes of slack, and 60 s expiry
-                    # lets a briefly stalled socket catch up instead of losing deltas.
                     "capacity": env_int("CHANNEL_LAYER_CAPACITY", 1000, minimum=100),
                     "expiry": env_int("CHANNEL_LAYER_EXPIRY", 60, minimum=10),
                     "prefix": env_str("CHANNEL_LAYER_PREFIX", "noboxweb"),
