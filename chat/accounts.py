@@ -1,4 +1,5 @@
-"""Account lifecycle: a deactivated user is signed out everywhere, at once.
+"""Account lifecycle: a deactivated user is signed out everywhere, at once; a session that
+signs out closes its own sockets.
 
 Hooked to the User model's save signals, so it holds whichever way the flag is flipped (admin,
 shell, a future API): sessions are deleted, open sockets are closed, running replies stopped.
@@ -8,19 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from django.contrib.auth.signals import user_logged_out
 from django.contrib.sessions.models import Session
 from django.db.models.signals import post_save, pre_save
 from django.dispatch import receiver
+from django.http import HttpRequest
 from django.utils import timezone
 
 from chat.models import Message, User
-
-
-def user_group(user_pk: int) -> str:
-    """Every socket of a user is in this group, in whichever process it lives."""
-    return f"user.{user_pk}"
 
 
 @receiver(pre_save, sender=User)
@@ -39,18 +35,29 @@ def _sign_out_when_deactivated(sender: type[User], instance: User, **kwargs: Any
 
 
 def sign_out_everywhere(user: User) -> None:
-    delete_sessions(user)
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    async_to_sync(layer.group_send)(user_group(user.pk), {"type": "user.deactivated"})
-    from chat.replies import control_group  # replies imports models; keep this module light
+    # Imported here: the relay imports models, and this module is loaded by the app config.
+    from chat.replies import events
+    from chat.replies.hub import tell_from_thread
 
-    running = Message.objects.filter(
-        conversation__owner=user, status=Message.Status.STREAMING
-    ).values_list("public_id", flat=True)
-    for reply_id in running:
-        async_to_sync(layer.group_send)(control_group(reply_id), {"type": "reply.stop"})
+    delete_sessions(user)
+    tell_from_thread(events.user_channel(user.pk), events.sign_out(None, events.CLOSE_DEACTIVATED))
+    running = Message.objects.streaming().filter(conversation__owner=user)
+    for reply_id in running.values_list("public_id", flat=True):
+        tell_from_thread(events.reply_channel(reply_id), events.stop(reply_id))
+
+
+@receiver(user_logged_out)
+def _close_the_sessions_sockets(
+    sender: object, request: HttpRequest | None, user: User | None, **kwargs: Any
+) -> None:
+    from chat.replies import events
+    from chat.replies.hub import tell_from_thread
+
+    session_key = request.session.session_key if request is not None else None
+    if user is not None and session_key:
+        tell_from_thread(
+            events.user_channel(user.pk), events.sign_out(session_key, events.CLOSE_SIGNED_OUT)
+        )
 
 
 def delete_sessions(user: User) -> int:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import secrets
-from typing import Any, ClassVar
+from datetime import datetime
+from typing import Any, ClassVar, TypedDict
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
@@ -106,6 +107,10 @@ class AuditEvent(models.Model):
         USER_REACTIVATED = "user.reactivated"
         USER_MADE_STAFF = "user.made_staff"
         USER_STAFF_REMOVED = "user.staff_removed"
+        USER_MADE_SUPERUSER = "user.made_superuser"
+        USER_SUPERUSER_REMOVED = "user.superuser_removed"
+        USER_GROUPS_CHANGED = "user.groups_changed"
+        USER_PERMISSIONS_CHANGED = "user.permissions_changed"
         USER_PASSWORD_RESET = "user.password_reset"
         USER_TEAM_TOKEN_ALLOWED = "user.team_token_allowed"
         USER_TEAM_TOKEN_DENIED = "user.team_token_denied"
@@ -159,6 +164,109 @@ class Conversation(models.Model):
     def display_title(self) -> str:
         return self.title or "New chat"
 
+    def add_turn(
+        self,
+        author: Any,
+        text: str,
+        attachments: list[dict[str, Any]],
+        client_id: str,
+        token_source: str,
+    ) -> tuple[Message, Message]:
+        """Store the user's message and a streaming placeholder for the reply, under the
+        caller's transaction and row lock; saves this conversation's settings with them."""
+        now = timezone.now()
+        seq = self.next_seq
+        user_message = Message.objects.create(
+            conversation=self,
+            seq=seq,
+            role=Message.Role.USER,
+            author=author,
+            content=text,
+            attachments=attachments,
+            client_id=client_id,
+            created_at=now,
+        )
+        reply = Message.objects.create(
+            conversation=self,
+            seq=seq + 1,
+            role=Message.Role.ASSISTANT,
+            model=self.model,
+            token_source=token_source,
+            status=Message.Status.STREAMING,
+            created_at=now,
+            heartbeat_at=now,
+        )
+        self.next_seq = seq + 2
+        self.updated_at = now
+        self.save(
+            update_fields=[
+                "model",
+                "system_prompt",
+                "temperature",
+                "max_tokens",
+                "next_seq",
+                "updated_at",
+            ]
+        )
+        return user_message, reply
+
+
+class MessageQuerySet(models.QuerySet["Message"]):
+    def streaming(self) -> MessageQuerySet:
+        return self.filter(status=Message.Status.STREAMING)
+
+    def checkpoint(self, pk: int, text: str) -> bool:
+        """Save a streaming reply's text so far and beat its heart; False once it has ended
+        (a sweep took it for an orphan)."""
+        return self.streaming().filter(pk=pk).update(content=text, heartbeat_at=timezone.now()) > 0
+
+    def finish(self, pk: int, **ending: Any) -> Message:
+        """The reply's one final write (content, status, error, usage and cost). Unconditional
+        on status: if a sweep misjudged a slow process as dead, the truth wins."""
+        now = timezone.now()
+        self.filter(pk=pk).update(**ending, finished_at=now, heartbeat_at=now)
+        reply = self.select_related("conversation").get(pk=pk)
+        Conversation.objects.filter(pk=reply.conversation_id).update(updated_at=now)
+        return reply
+
+    def orphaned(self, before: datetime) -> MessageQuerySet:
+        """Streaming replies whose process stopped heart-beating before `before`."""
+        return self.streaming().filter(heartbeat_at__lt=before)
+
+
+class WireError(TypedDict):
+    code: str
+    message: str
+
+
+class WireUsage(TypedDict):
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    total_tokens: int | None
+
+
+class WireAttachment(TypedDict, total=False):
+    type: str
+    url: str
+    format: str
+
+
+class WireMessage(TypedDict):
+    """A message as the browser sees it (frames and page data)."""
+
+    id: str
+    seq: int
+    role: str
+    content: str
+    attachments: list[WireAttachment]
+    model: str
+    status: str
+    error: WireError | None
+    finish_reason: str | None
+    usage: WireUsage | None
+    cost: str | None
+    created_at: str
+
 
 class Message(models.Model):
     class Role(models.TextChoices):
@@ -179,6 +287,15 @@ class Message(models.Model):
     )
     seq = models.PositiveIntegerField()
     role = models.CharField(max_length=16, choices=Role.choices)
+    # Who wrote a user message (NULL for replies): idempotency keys are unique per person, not
+    # per conversation, so a resent `send` for a new chat finds the chat it already made.
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
     # Plain text of the message; for user messages with attachments, the text part.
     content = models.TextField(blank=True)
     # Non-text content parts (image_url / input_audio) exactly as sent upstream.
@@ -204,12 +321,16 @@ class Message(models.Model):
     # Written by the generating process at every checkpoint; a stale one means it died.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
 
+    objects = MessageQuerySet.as_manager()
+
     class Meta:
         ordering: ClassVar[list[str]] = ["conversation", "seq"]
         constraints: ClassVar[list[Any]] = [
             models.UniqueConstraint(fields=["conversation", "seq"], name="message_seq_unique"),
             models.UniqueConstraint(
-                fields=["conversation", "client_id"], name="message_client_id_unique"
+                fields=["author", "client_id"],
+                condition=Q(client_id__isnull=False),
+                name="message_author_client_id_unique",
             ),
             # At most one reply streams per conversation, enforced by the database itself so two
             # processes cannot both start one.
@@ -226,7 +347,7 @@ class Message(models.Model):
     def __str__(self) -> str:
         return f"{self.role} #{self.seq} in {self.conversation_id}"
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> WireMessage:
         """The message as the browser sees it (frames, page data). Never carries secrets."""
         return {
             "id": self.public_id,
@@ -252,7 +373,7 @@ class Message(models.Model):
         }
 
 
-def _attachment_summary(part: dict[str, Any]) -> dict[str, Any]:
+def _attachment_summary(part: dict[str, Any]) -> WireAttachment:
     """What the page needs to show an attachment: images inline (data URLs), audio by format."""
     if part.get("type") == "image_url":
         return {"type": "image", "url": part.get("image_url", {}).get("url", "")}

@@ -104,21 +104,13 @@ async def models_for(token: str, *, fresh: bool = False) -> list[ModelInfo]:
     return models
 
 
-async def pricing_for(token: str, model: str) -> object | None:
-    """The model's pricing as Nobox gives it, or None if the catalogue cannot say."""
+async def model_info(token: str, model: str) -> ModelInfo | None:
+    """The model as the catalogue lists it (with its price), or None if it cannot say."""
     try:
         models = await models_for(token)
     except NoboxError:
         return None
-    for info in models:
-        if model in (info.id, info.public_id):
-            pricing: object = info.pricing
-            return pricing
-    return None
-
-
-def forget_catalogue(token: str) -> None:
-    _catalogues.pop(_catalogue_key(token), None)
+    return next((info for info in models if model in (info.id, info.public_id)), None)
 
 
 # --- what a failure means to the user ----------------------------------------------------------

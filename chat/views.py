@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_POST
 
 from chat import tokens, upstream
@@ -16,6 +18,7 @@ from chat.access import conversation_or_404
 from chat.forms import RenameForm, TokenForm
 from chat.models import Conversation, NoboxToken, User
 from chat.nobox import InvalidToken, NoboxError
+from chat.nobox.client import UnsendableToken
 
 SIDEBAR_SIZE = 200
 
@@ -24,6 +27,19 @@ def _user(request: HttpRequest) -> User:
     user = request.user
     assert isinstance(user, User)
     return user
+
+
+def page_limits() -> dict[str, int]:
+    """What the page checks before sending: the server's own limits (docs/protocol.md), handed
+    over with the page data so no template or module repeats a number."""
+    return {
+        "max_message_chars": settings.MAX_MESSAGE_CHARS,
+        "max_system_prompt_chars": settings.MAX_SYSTEM_PROMPT_CHARS,
+        "max_attachments": settings.MAX_ATTACHMENTS,
+        "max_attachment_bytes": settings.MAX_ATTACHMENT_BYTES,
+        "max_output_tokens": settings.MAX_OUTPUT_TOKENS,
+        "max_frame_bytes": settings.MAX_FRAME_BYTES,
+    }
 
 
 def _chat_page(request: HttpRequest, conversation: Conversation | None) -> HttpResponse:
@@ -37,6 +53,7 @@ def _chat_page(request: HttpRequest, conversation: Conversation | None) -> HttpR
         "max_tokens": conversation.max_tokens if conversation else None,
         "messages": messages_data,
         "has_token": NoboxToken.objects.filter(user=user).exists(),
+        "limits": page_limits(),
     }
     return render(
         request,
@@ -47,6 +64,7 @@ def _chat_page(request: HttpRequest, conversation: Conversation | None) -> HttpR
             ],
             "conversation": conversation,
             "page_data": page_data,
+            "limits": page_data["limits"],
         },
     )
 
@@ -87,6 +105,8 @@ async def _auser(request: HttpRequest) -> User | None:
     return user if isinstance(user, User) and user.is_authenticated else None
 
 
+@sensitive_post_parameters("token")
+@sensitive_variables("form")
 async def token_settings(request: HttpRequest) -> HttpResponse:
     """Save, replace or remove the user's Nobox token. A token is verified before it is kept."""
     user = await _auser(request)
@@ -114,10 +134,21 @@ async def token_settings(request: HttpRequest) -> HttpResponse:
     )
 
 
+def explain(error: NoboxError) -> str:
+    """What went wrong, for a person: a token that could not even be sent says so."""
+    if isinstance(error, UnsendableToken):
+        return f"{error.message[:1].upper()}{error.message[1:]}."
+    return upstream.explain(error)
+
+
+@sensitive_variables("token", "form")
 async def _verified(form: TokenForm) -> bool:
     token = form.cleaned_data["token"]
     try:
         await upstream.models_for(token, fresh=True)
+    except UnsendableToken as error:
+        form.add_error("token", f"{explain(error)} Nothing was saved.")
+        return False
     except InvalidToken:
         form.add_error(
             "token", "Nobox rejected this token (401). Check it and try again; nothing was saved."
@@ -132,6 +163,7 @@ async def _verified(form: TokenForm) -> bool:
     return True
 
 
+@sensitive_variables("resolved")
 async def models_list(request: HttpRequest) -> HttpResponse:
     """The user's models with prices, for the picker. Never includes the token."""
     user = await _auser(request)
@@ -148,9 +180,7 @@ async def models_list(request: HttpRequest) -> HttpResponse:
     except NoboxError as error:
         if isinstance(error, InvalidToken):
             await sync_to_async(tokens.mark_rejected)(resolved.record_pk)
-        return JsonResponse(
-            {"error": {"code": error.code, "message": upstream.explain(error)}}, status=502
-        )
+        return JsonResponse({"error": {"code": error.code, "message": explain(error)}}, status=502)
     return JsonResponse(
         {
             "models": [

@@ -61,3 +61,12 @@ def bob_token(bob):  # type: ignore[no-untyped-def]
 
     tokens.store_token(bob, BOB_TOKEN)
     return BOB_TOKEN
+
+
+def stored_token(user) -> str | None:  # type: ignore[no-untyped-def]
+    """The user's own token as stored, decrypted: what the tests check was saved."""
+    from chat import tokens
+    from chat.models import NoboxToken
+
+    record = NoboxToken.objects.filter(user=user).first()
+    return tokens.decrypt(record.ciphertext) if record else None

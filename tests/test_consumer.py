@@ -9,10 +9,11 @@ import httpx
 import pytest
 from channels.testing import WebsocketCommunicator
 
-from chat import replies, tokens
-from chat.asyncdb import db_sync
+from chat import tokens
 from chat.consumers import ChatConsumer
+from chat.database import in_db_pool
 from chat.models import Conversation, Message
+from chat.replies import generation, sweep
 from tests.ws import connect, frames_until, send_frame, send_raw, streamed_text
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -46,7 +47,7 @@ async def test_it_streams_a_reply_and_stores_both_messages(alice, alice_token, n
     assert "hello there" in done["message"]["content"]
     assert sum(1 for f in frames if f["type"] == "delta") >= 1
 
-    stored = await db_sync(rows)(Message, conversation__public_id=ack["conversation"])
+    stored = await in_db_pool(rows)(Message, conversation__public_id=ack["conversation"])
     assert [m.role for m in stored] == ["user", "assistant"]
     assert stored[1].content == done["message"]["content"]
     assert stored[1].finish_reason == "stop"
@@ -86,7 +87,7 @@ async def test_closing_the_socket_does_not_lose_the_reply(alice, alice_token, no
     ack = (await frames_until(ws, "ack"))[-1]
     await ws.disconnect()
 
-    await replies.wait_for_running()
+    await generation.wait_for_running()
     reply = await Message.objects.aget(public_id=ack["messages"][1]["id"])
     assert reply.status == "complete"
     assert "keep going without me" in reply.content
@@ -282,7 +283,7 @@ async def test_an_unreadable_token_asks_to_re_enter_it(alice, alice_token, setti
 
 
 async def _reply_for(user, token: str, model: str) -> dict:
-    await db_sync(tokens.store_token)(user, token)
+    await in_db_pool(tokens.store_token)(user, token)
     ws = await connect(user)
     frames = await send_and_finish(ws, send_frame("hi", model=model))
     await ws.disconnect()
@@ -366,15 +367,24 @@ async def test_an_anonymous_socket_is_closed(db):
 
     communicator = WebsocketCommunicator(ChatConsumer.as_asgi(), "/ws/chat/")
     communicator.scope["user"] = AnonymousUser()
-    connected, code = await communicator.connect()
-    assert not connected
-    assert code == 4401
+    connected, _ = await communicator.connect()
+    # Accepted, then closed with the documented code: a refused handshake reaches a browser as
+    # a bare 1006, after which the page would retry forever instead of saying "signed out".
+    assert connected
+    assert await communicator.receive_output(timeout=5) == {
+        "type": "websocket.close",
+        "code": 4401,
+    }
 
 
 async def test_a_deactivated_user_is_closed_at_the_next_frame(alice):
+    from chat.models import User
+
     ws = await connect(alice)
-    alice.is_active = False
-    await alice.asave(update_fields=["is_active"])
+    # A bulk update sends no signal, so nothing closes the socket at once: only the check made
+    # at each frame can.
+    await User.objects.filter(pk=alice.pk).aupdate(is_active=False)
+    assert await ws.receive_nothing(timeout=0.2)
     await ws.send_json_to({"type": "ping"})
     output = await ws.receive_output(timeout=5)
     assert output == {"type": "websocket.close", "code": 4403}
@@ -393,7 +403,7 @@ async def test_the_socket_refuses_a_foreign_origin(alice):
 async def test_a_session_cookie_authenticates_the_socket(alice, client):
     from noboxweb.asgi import application
 
-    await db_sync(client.force_login)(alice)
+    await in_db_pool(client.force_login)(alice)
     cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
     communicator = WebsocketCommunicator(
         application,
@@ -426,7 +436,7 @@ async def test_a_reply_orphaned_by_a_dead_process_is_swept_as_interrupted(alice,
         heartbeat_at=timezone.now() - timedelta(seconds=60),
     )
 
-    await replies.sweep_and_announce()
+    await sweep.sweep_and_announce()
     done = (await frames_until(ws, "done", timeout=10))[-1]
 
     assert done["reply"] == orphan.public_id
@@ -442,7 +452,7 @@ async def test_a_graceful_shutdown_keeps_running_replies_as_interrupted(alice, a
     frames = await frames_until(ws, "delta")
     frames += await frames_until(ws, "delta")
 
-    await replies.interrupt_running()
+    await generation.interrupt_running()
     frames += await frames_until(ws, "done")
     message = frames[-1]["message"]
     assert message["status"] == "interrupted"
@@ -513,7 +523,7 @@ async def test_the_text_is_checkpointed_while_it_streams(alice, alice_token, nob
 async def test_deactivation_closes_an_open_socket_without_waiting_for_a_frame(alice):
     ws = await connect(alice)
     alice.is_active = False
-    await db_sync(alice.save)()
+    await in_db_pool(alice.save)()
     output = await ws.receive_output(timeout=5)
     assert output == {"type": "websocket.close", "code": 4403}
 
@@ -546,7 +556,7 @@ async def test_an_unusable_token_stops_sending_before_any_upstream_call(
 
 
 async def test_a_token_nobox_rejects_is_not_used_again(alice, nobox, simulator_url):
-    await db_sync(tokens.store_token)(alice, "invalid-token-from-the-start")
+    await in_db_pool(tokens.store_token)(alice, "invalid-token-from-the-start")
     ws = await connect(alice)
     first = (await send_and_finish(ws, send_frame("hi")))[-1]["message"]
     assert first["error"]["code"] == "invalid_token"
@@ -561,9 +571,9 @@ async def test_a_token_nobox_rejects_is_not_used_again(alice, nobox, simulator_u
 
 
 async def test_a_reply_on_the_team_token_is_attributed_to_the_user(bob, nobox):
-    await db_sync(tokens.store_team_token)("sk-team-token-0099", actor=None)
+    await in_db_pool(tokens.store_team_token)("sk-team-token-0099", actor=None)
     bob.may_use_team_token = True
-    await db_sync(bob.save)()
+    await in_db_pool(bob.save)()
     ws = await connect(bob)
     done = (await send_and_finish(ws, send_frame("on the house")))[-1]["message"]
     assert done["status"] == "complete"
@@ -592,3 +602,27 @@ async def test_when_no_process_answers_the_checkpoint_is_shown(alice):
     frames = await frames_until(ws, "snapshot", timeout=10)
     assert frames[-1] == {"type": "snapshot", "reply": reply.public_id, "text": "checkpointed text"}
     await ws.disconnect()
+
+
+async def test_with_usage_switched_off_the_reply_completes_without_it(
+    alice, alice_token, nobox, settings
+):
+    settings.NOBOX_INCLUDE_USAGE = False
+    ws = await connect(alice)
+    message = (await send_and_finish(ws, send_frame("no usage please")))[-1]["message"]
+    assert message["status"] == "complete"
+    assert message["usage"] is None and message["cost"] is None
+    await ws.disconnect()
+
+
+async def test_one_http_client_serves_every_reply_of_a_process(alice, alice_token, nobox):
+    from chat.upstream import close_clients, nobox_client
+
+    first = nobox_client()
+    ws = await connect(alice)
+    await send_and_finish(ws, send_frame("one"))
+    await send_and_finish(ws, send_frame("two", conversation=None))
+    assert nobox_client() is first
+    await ws.disconnect()
+    await close_clients()
+    assert nobox_client() is not first  # closed on shutdown, a new one after

@@ -4,6 +4,7 @@ import asyncio
 import json
 from contextlib import aclosing
 from dataclasses import dataclass
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -24,6 +25,7 @@ from chat.nobox import (
     NoboxClient,
     NoboxError,
     NoboxTimeout,
+    Price,
     RateLimited,
     RetryPolicy,
     Timeouts,
@@ -719,10 +721,10 @@ async def test_list_models_parses_the_data_array_and_keeps_pricing_as_given(nobo
             public_id="gpt-4o",
             name="GPT-4o",
             pricing={"prompt": "0.0000025", "completion": "0.00001"},
-            raw=MODELS["data"][0],
+            price=Price(Decimal("0.0000025"), Decimal("0.00001")),
         ),
-        ModelInfo("sim/echo", None, "Echo", "free", MODELS["data"][1]),
-        ModelInfo("meta/llama-3.3-70b", None, "meta/llama-3.3-70b", None, MODELS["data"][2]),
+        ModelInfo("sim/echo", None, "Echo", "free", Price(None, None)),
+        ModelInfo("meta/llama-3.3-70b", None, "meta/llama-3.3-70b", None, Price(None, None)),
     ]
     request = upstream.requests[0]
     assert (request.method, str(request.url)) == ("POST", BASE + "/models")

@@ -1,9 +1,7 @@
-"""Production-shaped end to end: two daphne processes sharing PostgreSQL and Redis.
+"""Production-shaped end to end: two daphne processes sharing PostgreSQL and Redis (tests/stack.py).
 
-Everything is real: the Nobox simulator and two app processes as subprocesses, a fresh PostgreSQL
-database, the Redis channel layer (under a prefix of its own), sign-in through the login form,
-WebSocket clients speaking docs/protocol.md. Process 1 generates the replies; process 2 serves the
-other socket, so every delta, snapshot, stop and `done` a process-2 socket sees crossed Redis.
+Process 1 generates most replies; process 2 serves the other socket, so every delta, snapshot,
+stop and `done` a process-2 socket sees crossed Redis.
 
 Runs where PostgreSQL (127.0.0.1:5432, user postgres, trust auth) and Redis (127.0.0.1:6379) are
 reachable; skipped elsewhere, a failure on CI.
@@ -12,437 +10,47 @@ reachable; skipped elsewhere, a failure on CI.
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
-import subprocess
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import ExitStack
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
 
-import httpx
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
-from websockets.typing import Origin
 
 from chat.nobox.simulator import find_model, reply_text
-from tests.servers import app_env, app_server, login, manage, service_or_skip, simulator
+from tests.stack import (
+    CHECKPOINT_INTERVAL,
+    FRAME_TIMEOUT,
+    FULL_REPLY,
+    PROMPT,
+    REPLY_TIMEOUT,
+    REPLY_TOKENS,
+    SWEEP_TIMEOUT,
+    ChatClient,
+    OpenPair,
+    Stack,
+    assert_no_problems,
+    assert_shown,
+    client_pairs,
+    count,
+    reply_row,
+    row_until,
+    running_stack,
+    upstream_calls,
+)
 
 pytestmark = pytest.mark.production
-
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-# sim/long answers REPLY_TOKENS * 10 pieces: 600 pieces at 120 a second is a five-second reply,
-# long enough to join, leave, stop and kill in the middle of it.
-TOKENS_PER_SECOND = 120
-REPLY_TOKENS = 60
-CHECKPOINT_INTERVAL = 0.5
-ORPHAN_AFTER = 5.0  # ten missed checkpoints: a loaded CI machine must not look dead
-SWEEP_INTERVAL = 1.0
-
-PROMPT = "Tell me the long one, please"
-# The simulator is deterministic: this is the whole reply every sim/long turn below must produce.
-FULL_REPLY = reply_text(find_model("sim/long"), [{"role": "user", "content": PROMPT}], REPLY_TOKENS)
-
-# Bounds on waits, so a bug fails a test instead of hanging it. Generous: they are not speed
-# assertions, only "this never happened".
-FRAME_TIMEOUT = 15.0
-REPLY_TIMEOUT = 30.0
-# The sweep needs the heartbeat to age past ORPHAN_AFTER, then one sweep; plus a wide margin.
-SWEEP_TIMEOUT = ORPHAN_AFTER + SWEEP_INTERVAL + 15.0
-
-
-# --- the stack ---------------------------------------------------------------------------------
-
-
-@dataclass
-class Stack:
-    database_url: str
-    url1: str  # process 1: generates the replies, killed by the last test
-    url2: str  # process 2: the other sockets
-    proc1: subprocess.Popen[bytes]
-    cookies1: httpx.Cookies  # a session signed in through process 1 ("browser A")
-    cookies2: httpx.Cookies  # another session of the same user, through process 2 ("browser B")
-    logs: list[Path]
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    service_or_skip("PostgreSQL", 5432)
-    service_or_skip("Redis", 6379)
-    tmp = tmp_path_factory.mktemp("production")
-    run = uuid.uuid4().hex[:12]
-    db_name = f"noboxweb_test_{run}"
-    prefix = f"noboxweb-test-{run}"
-    database_url = f"postgres://postgres@127.0.0.1:5432/{db_name}"
-    with ExitStack() as cleanup:
-        _create_database(db_name)
-        cleanup.callback(_drop_database, db_name)
-        cleanup.callback(_delete_redis_keys, prefix)
-        sim_url = cleanup.enter_context(
-            simulator(tokens_per_second=TOKENS_PER_SECOND, reply_tokens=REPLY_TOKENS)
-        )
-        env = app_env(
-            tmp,
-            DATABASE_URL=database_url,
-            REDIS_URL=REDIS_URL,
-            CHANNEL_LAYER_PREFIX=prefix,
-            NOBOX_BASE_URL=sim_url,
-            REPLY_CHECKPOINT_INTERVAL=str(CHECKPOINT_INTERVAL),
-            REPLY_ORPHAN_AFTER=str(ORPHAN_AFTER),
-            REPLY_SWEEP_INTERVAL=str(SWEEP_INTERVAL),
-        )
-        manage(env, "migrate", "--noinput")
-        password = "correct-horse-battery-staple-9"
-        # One manage.py run for the user and their (simulator) token: each run starts Django.
-        manage(
-            env,
-            "shell",
-            "-c",
-            "from chat import tokens; from chat.models import User; "
-            f"tokens.store_token(User.objects.create_user('alice', '', {password!r}), "
-            "'sk-alice-production-0001')",
-        )
-        logs = [tmp / "daphne-1.log", tmp / "daphne-2.log"]
-        # Shown with a failing test's captured setup output.
-        print(f"daphne logs: {logs[0]} {logs[1]}; database {db_name}; channel prefix {prefix}")
-        url1, proc1 = cleanup.enter_context(app_server(env, log_path=logs[0]))
-        url2, _ = cleanup.enter_context(app_server(env, log_path=logs[1]))
-        yield Stack(
-            database_url=database_url,
-            url1=url1,
-            url2=url2,
-            proc1=proc1,
-            cookies1=login(url1, "alice", password),
-            cookies2=login(url2, "alice", password),
-            logs=logs,
-        )
-
-
-def _create_database(name: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
-def _drop_database(name: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-
-
-def _delete_redis_keys(prefix: str) -> None:
-    """Groups live a day in Redis; leave nothing of this run behind."""
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=500))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
-
-
-@dataclass(frozen=True)
-class Row:
-    status: str
-    content: str
-    error_code: str
-
-
-def _row(database_url: str, reply_id: str) -> Row:
-    import psycopg
-
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        found = conn.execute(
-            "SELECT status, content, error_code FROM chat_message WHERE public_id = %s",
-            (reply_id,),
-        ).fetchone()
-    assert found is not None, f"no message {reply_id} in the database"
-    return Row(*found)
-
-
-async def reply_row(stack: Stack, reply_id: str) -> Row:
-    return await asyncio.to_thread(_row, stack.database_url, reply_id)
-
-
-async def row_until(
-    stack: Stack, reply_id: str, predicate: Callable[[Row], bool], what: str, timeout: float
-) -> Row:
-    deadline = time.monotonic() + timeout
-    while True:
-        row = await reply_row(stack, reply_id)
-        if predicate(row):
-            return row
-        if time.monotonic() > deadline:
-            raise AssertionError(f"after {timeout} s the reply row is still not {what}: {row}")
-        await asyncio.sleep(0.05)
-
-
-# --- a WebSocket client that keeps what a browser would show -----------------------------------
-
-
-class ChatClient:
-    """One browser tab: reads every frame in the background and rebuilds each reply's text the
-    way the page does (upsert by id, snapshot replaces, delta appends at its offset, done
-    replaces). A delta whose offset is not the current length is a gap or a duplicate: recorded
-    as a problem, and every later wait fails on it."""
-
-    def __init__(self, name: str, ws: ClientConnection) -> None:
-        self.name = name
-        self.ws = ws
-        self.frames: list[dict[str, Any]] = []
-        self.texts: dict[str, str] = {}  # reply id -> text the page shows
-        self.streamed: dict[str, str] = {}  # reply id -> text the page showed when done came
-        self.snapshots: dict[str, list[str]] = {}
-        self.deltas: dict[str, int] = {}
-        self.problems: list[str] = []
-        self.closed = False
-        self._changed = asyncio.Event()
-        self._reader = asyncio.create_task(self._read(), name=f"{name} reader")
-
-    @classmethod
-    async def open(cls, name: str, base_url: str, cookies: httpx.Cookies) -> ChatClient:
-        ws_url = base_url.replace("http://", "ws://", 1) + "/ws/chat/"
-        cookie = "; ".join(f"{key}={value}" for key, value in cookies.items())
-        ws = await asyncio.wait_for(
-            connect(
-                ws_url,
-                origin=Origin(base_url),
-                additional_headers={"Cookie": cookie},
-                proxy=None,
-            ),
-            FRAME_TIMEOUT,
-        )
-        client = cls(name, ws)
-        await client.expect("hello")
-        return client
-
-    async def send(self, frame: dict[str, Any]) -> None:
-        await self.ws.send(json.dumps(frame))
-
-    async def send_message(
-        self, text: str, model: str, conversation: str | None = None
-    ) -> tuple[str, str]:
-        """`send` a turn; returns (conversation id, reply id) from its ack."""
-        client_id = uuid.uuid4().hex
-        await self.send(
-            {
-                "type": "send",
-                "client_id": client_id,
-                "conversation": conversation,
-                "text": text,
-                "model": model,
-                "system": None,
-                "temperature": None,
-                "max_tokens": None,
-            }
-        )
-        ack = await self.expect("ack", client_id=client_id)
-        assert ack["duplicate"] is False
-        user, reply = ack["messages"]
-        assert (user["role"], reply["role"], reply["status"]) == ("user", "assistant", "streaming")
-        return ack["conversation"], reply["id"]
-
-    async def new_conversation(self) -> str:
-        """A conversation with one finished (quick) turn in it."""
-        conversation, reply = await self.send_message("hello", "sim/echo")
-        done = await self.done(reply)
-        assert done["status"] == "complete", done
-        return conversation
-
-    async def subscribe(self, conversation: str) -> dict[str, Any]:
-        start = len(self.frames)
-        await self.send({"type": "subscribe", "conversation": conversation})
-        return await self.expect("history", conversation=conversation, start=start)
-
-    async def done(self, reply_id: str, timeout: float = REPLY_TIMEOUT) -> dict[str, Any]:
-        frame = await self.expect("done", reply=reply_id, timeout=timeout)
-        message: dict[str, Any] = frame["message"]
-        return message
-
-    async def expect(
-        self, frame_type: str, *, timeout: float = FRAME_TIMEOUT, start: int = 0, **fields: Any
-    ) -> dict[str, Any]:
-        """The first frame (from index `start`) of this type with these field values."""
-
-        def match(frame: dict[str, Any]) -> bool:
-            return frame["type"] == frame_type and all(
-                frame.get(key) == value for key, value in fields.items()
-            )
-
-        found: dict[str, Any] | None = None
-
-        def seen() -> bool:
-            nonlocal found
-            found = next((f for f in self.frames[start:] if match(f)), None)
-            return found is not None
-
-        await self.wait_until(seen, f"a {frame_type} frame with {fields}", timeout)
-        assert found is not None
-        return found
-
-    async def wait_until(self, condition: Callable[[], bool], what: str, timeout: float) -> None:
-        async def poll() -> None:
-            while True:
-                self.check()
-                if condition():
-                    return
-                if self.closed:
-                    raise AssertionError(f"{self.name}: socket closed before {what}")
-                self._changed.clear()
-                await self._changed.wait()
-
-        try:
-            await asyncio.wait_for(poll(), timeout)
-        except TimeoutError:
-            raise AssertionError(
-                f"{self.name}: no {what} within {timeout} s; frames: {self._summary()}"
-            ) from None
-
-    def check(self) -> None:
-        assert not self.problems, f"{self.name}: {self.problems}"
-        errors = [f for f in self.frames if f["type"] == "error"]
-        assert not errors, f"{self.name} got error frames: {errors}"
-
-    async def close(self) -> None:
-        await asyncio.wait_for(self.ws.close(), FRAME_TIMEOUT)
-        await asyncio.wait_for(self._reader, FRAME_TIMEOUT)
-
-    async def _read(self) -> None:
-        try:
-            async for raw in self.ws:
-                frame = json.loads(raw)
-                self.frames.append(frame)
-                self._apply(frame)
-                self._changed.set()
-        except ConnectionClosed:
-            pass  # a killed server: the waits report the closed socket
-        except Exception as exc:
-            self.problems.append(f"reader failed: {exc!r}")
-        finally:
-            self.closed = True
-            self._changed.set()
-
-    def _apply(self, frame: dict[str, Any]) -> None:
-        kind = frame["type"]
-        if kind in {"ack", "history", "messages"}:
-            for message in frame["messages"]:
-                self.texts[message["id"]] = message["content"]
-        elif kind == "snapshot":
-            self.texts[frame["reply"]] = frame["text"]
-            self.snapshots.setdefault(frame["reply"], []).append(frame["text"])
-        elif kind == "delta":
-            reply = frame["reply"]
-            if reply not in self.texts:
-                self.problems.append(f"delta for a reply never announced: {frame}")
-                return
-            current = self.texts[reply]
-            if frame["offset"] != len(current):
-                self.problems.append(
-                    f"delta at offset {frame['offset']} onto {len(current)} characters "
-                    f"({'overlap' if frame['offset'] < len(current) else 'gap'}): {frame}"
-                )
-                return
-            self.texts[reply] = current + frame["text"]
-            self.deltas[reply] = self.deltas.get(reply, 0) + 1
-        elif kind == "done":
-            reply = frame["reply"]
-            self.streamed[reply] = self.texts.get(reply, "")
-            self.texts[reply] = frame["message"]["content"]
-
-    def trace(self, reply_id: str) -> str:
-        """The reply's frames as this socket got them, short: for failure messages."""
-        parts = []
-        for frame in self.frames:
-            if frame.get("reply") == reply_id or any(
-                m.get("id") == reply_id for m in frame.get("messages", [])
-            ):
-                if frame["type"] == "delta":
-                    parts.append(f"delta@{frame['offset']}+{len(frame['text'])}")
-                elif frame["type"] == "snapshot":
-                    parts.append(f"snapshot:{len(frame['text'])}")
-                elif frame["type"] == "done":
-                    message = frame["message"]
-                    parts.append(f"done:{message['status']}:{len(message['content'])}")
-                else:
-                    parts.append(frame["type"])
-        return f"{self.name}: " + " ".join(parts)
-
-    def _summary(self) -> str:
-        counts: dict[str, int] = {}
-        for frame in self.frames:
-            counts[frame["type"]] = counts.get(frame["type"], 0) + 1
-        tail = [
-            {k: (v if k != "text" else f"<{len(v)} chars>") for k, v in f.items()}
-            for f in self.frames[-3:]
-        ]
-        return f"{counts}, last: {tail}"
-
-
-OpenPair = Callable[[], Awaitable[tuple[ChatClient, ChatClient]]]
+    with running_stack(tmp_path_factory.mktemp("production")) as running:
+        yield running
 
 
 @pytest.fixture
 async def clients(stack: Stack) -> AsyncIterator[OpenPair]:
-    """Opens ("A" on process 1, "B" on process 2) when called; closes whatever is left open."""
-    opened: list[ChatClient] = []
-
-    async def open_pair() -> tuple[ChatClient, ChatClient]:
-        a = await ChatClient.open("A (process 1)", stack.url1, stack.cookies1)
-        opened.append(a)
-        b = await ChatClient.open("B (process 2)", stack.url2, stack.cookies2)
-        opened.append(b)
-        return a, b
-
-    yield open_pair
-    for client in opened:
-        await client.close()
-    # Shown only when the test failed, with its captured teardown output.
-    for log in stack.logs:
-        print(f"--- errors in {log.name} so far ---")
-        print(_errors(log))
-
-
-def _errors(log: Path) -> str:
-    """The error lines of a daphne log and the exception each ends with, without tracebacks."""
-    if not log.exists():
-        return ""
-    lines = log.read_text(errors="replace").splitlines()
-    keep = [
-        line
-        for line in lines
-        if " ERROR " in line or (line[:1].isalpha() and ("Error" in line or "Exception" in line))
-    ]
-    return "\n".join(keep)
-
-
-def assert_shown(reply_id: str, expected: str, *clients: ChatClient) -> None:
-    """Each client followed the reply to exactly `expected` before `done` replaced it."""
-    for client in clients:
-        shown = client.streamed[reply_id]
-        assert shown == expected, (
-            f"{client.name} was shown {len(shown)} characters, not the {len(expected)} stored; "
-            f"it ends {shown[-40:]!r}, the stored text ends {expected[-40:]!r}\n"
-            + "\n".join(c.trace(reply_id) for c in clients)
-        )
-
-
-def assert_no_problems(*clients: ChatClient) -> None:
-    for client in clients:
-        client.check()
+    async with client_pairs(stack) as open_pair:
+        yield open_pair
 
 
 # --- scenarios ---------------------------------------------------------------------------------
@@ -519,6 +127,94 @@ async def test_stop_from_another_process_stops_the_reply(stack: Stack, clients: 
     assert len(row.content) < len(FULL_REPLY) and FULL_REPLY.startswith(row.content)
     assert done_a["content"] == row.content
     assert_shown(reply, row.content, a, b)
+    assert_no_problems(a, b)
+
+
+HUNDRED_MODEL = "openai/gpt-4o"
+
+
+async def test_a_hundred_replies_at_once_arrive_whole_on_both_processes(stack: Stack) -> None:
+    """100 replies at once, half generated on each process, each followed by its sender and by
+    a watcher on the other process: every socket gets every piece and `done`."""
+    opened: list[ChatClient] = []
+
+    async def open_on(process: int, name: str) -> ChatClient:
+        url, cookies = (
+            (stack.url1, stack.cookies1) if process == 1 else (stack.url2, stack.cookies2)
+        )
+        client = await ChatClient.open(name, url, cookies)
+        opened.append(client)
+        return client
+
+    try:
+        senders = await asyncio.gather(*(open_on(1 + i % 2, f"sender {i}") for i in range(100)))
+        watchers = await asyncio.gather(*(open_on(2 - i % 2, f"watcher {i}") for i in range(100)))
+        conversations = await asyncio.gather(*(s.new_conversation() for s in senders))
+        await asyncio.gather(
+            *(w.subscribe(c) for w, c in zip(watchers, conversations, strict=True))
+        )
+
+        prompts = [f"reply number {i} of a hundred" for i in range(100)]
+        sent = await asyncio.gather(
+            *(
+                s.send_message(p, HUNDRED_MODEL, conversation=c)
+                for s, p, c in zip(senders, prompts, conversations, strict=True)
+            )
+        )
+        replies = [reply for _, reply in sent]
+        await asyncio.gather(
+            *(s.done(r, timeout=60) for s, r in zip(senders, replies, strict=True))
+        )
+        await asyncio.gather(
+            *(w.done(r, timeout=60) for w, r in zip(watchers, replies, strict=True))
+        )
+
+        for i, reply in enumerate(replies):
+            expected = reply_text(
+                find_model(HUNDRED_MODEL), [{"role": "user", "content": prompts[i]}], REPLY_TOKENS
+            )
+            row = await reply_row(stack, reply)
+            assert (row.status, row.content) == ("complete", expected), f"reply {i}: {row}"
+            assert_shown(reply, expected, senders[i], watchers[i])
+            assert watchers[i].deltas.get(reply, 0) > 0, f"watcher {i} saw no live delta"
+        assert_no_problems(*senders, *watchers)
+    finally:
+        await asyncio.gather(*(client.close() for client in opened), return_exceptions=True)
+
+
+async def test_the_same_send_on_both_processes_stores_one_turn_and_calls_nobox_once(
+    stack: Stack, clients: OpenPair
+) -> None:
+    """The browser resends its pending frame after every reconnect, so the same `send` can reach
+    two processes at once: one turn, one upstream call, and both sockets answered `ack`."""
+    a, b = await clients()
+    existing = await a.new_conversation()
+    await b.subscribe(existing)
+    for conversation in [None, existing] * 5:
+        client_id = uuid.uuid4().hex
+        frame = {
+            "type": "send",
+            "client_id": client_id,
+            "conversation": conversation,
+            "text": f"twice {client_id}",
+            "model": HUNDRED_MODEL,
+        }
+        calls_before = await upstream_calls(stack)
+        await asyncio.gather(a.send(frame), b.send(frame))
+        ack_a = await a.expect("ack", client_id=client_id)
+        ack_b = await b.expect("ack", client_id=client_id)
+
+        assert ack_a["conversation"] == ack_b["conversation"]
+        assert sorted([ack_a["duplicate"], ack_b["duplicate"]]) == [False, True]
+        assert ack_a["messages"][1]["id"] == ack_b["messages"][1]["id"]
+        reply = ack_a["messages"][1]["id"]
+        assert (await a.done(reply))["status"] == "complete"
+        assert (await b.done(reply))["status"] == "complete"
+        stored = await count(
+            stack, "SELECT count(*) FROM chat_message WHERE client_id = %s", client_id
+        )
+        assert stored == 1, f"the same send was stored {stored} times"
+        assert await upstream_calls(stack) == calls_before + 1
     assert_no_problems(a, b)
 
 

@@ -11,7 +11,7 @@ import pytest
 from django.contrib.admin.models import LogEntry
 from django.test import AsyncClient
 
-from chat.asyncdb import db_sync
+from chat.database import in_db_pool
 from chat.models import AuditEvent, Conversation, NoboxToken, User
 from tests.ws import connect, frames_until, send_frame
 
@@ -29,7 +29,7 @@ async def test_no_token_appears_anywhere(alice, bob, charlie, nobox, caplog):
     for name in ("httpx", "httpcore", "chat", "django", "daphne", "channels"):
         caplog.set_level(logging.DEBUG, logger=name)
     seen: list[str] = []
-    boss = await db_sync(User.objects.create_superuser)("boss", "b@example.com", "boss-pw-1")
+    boss = await in_db_pool(User.objects.create_superuser)("boss", "b@example.com", "boss-pw-1")
     admin, user_client = AsyncClient(), AsyncClient()
     await admin.aforce_login(boss)
     await user_client.aforce_login(alice)
@@ -64,7 +64,7 @@ async def test_no_token_appears_anywhere(alice, bob, charlie, nobox, caplog):
     await ws.send_json_to(send_frame("hello", model="openai/gpt-4o"))
     frames = await frames_until(ws, "done")
     await ws.disconnect()
-    await db_sync(_store_rejected_token)(charlie)
+    await in_db_pool(_store_rejected_token)(charlie)
     ws = await connect(charlie)
     await ws.send_json_to(send_frame("hello"))
     frames += await frames_until(ws, "done")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 from django.test import Client
 
@@ -206,3 +209,15 @@ def test_a_user_changes_their_password(as_alice, alice):
     assert response.status_code == 302
     alice.refresh_from_db()
     assert alice.check_password("Much-better-pass-2026")
+
+
+def test_the_page_takes_its_limits_from_the_settings(as_alice, settings):
+    settings.MAX_ATTACHMENTS = 3
+    settings.MAX_MESSAGE_CHARS = 1234
+    settings.MAX_OUTPUT_TOKENS = 777
+    response = as_alice.get("/")
+    data = json.loads(re.search(r'id="page-data"[^>]*>(.*?)</script>', response.text, re.S)[1])
+    assert data["limits"]["max_attachments"] == 3
+    assert data["limits"]["max_attachment_bytes"] == settings.MAX_ATTACHMENT_BYTES
+    assert 'id="composer" rows="1" maxlength="1234"' in response.text
+    assert 'id="max-tokens" min="1" max="777"' in response.text

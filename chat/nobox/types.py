@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 
@@ -51,12 +52,43 @@ class Completion:
 
 
 @dataclass(frozen=True)
+class Price:
+    """USD per token, parsed once from the model list; None where Nobox did not say."""
+
+    prompt: Decimal | None
+    completion: Decimal | None
+
+    @classmethod
+    def parse(cls, pricing: Any) -> Price:
+        """Tolerant: numbers or numeric strings under "prompt" and "completion"; anything else
+        is unknown (never zero: an unknown price is not a free model)."""
+        if not isinstance(pricing, dict):
+            return cls(None, None)
+        return cls(_decimal(pricing.get("prompt")), _decimal(pricing.get("completion")))
+
+    def cost(self, usage: Usage | None) -> Decimal | None:
+        if usage is None or self.prompt is None or self.completion is None:
+            return None
+        return self.prompt * usage.prompt_tokens + self.completion * usage.completion_tokens
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() and number >= 0 else None
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     id: str
     public_id: str | None
     name: str
-    pricing: Any  # kept exactly as upstream gave it (dict/str/None)
-    raw: dict[str, Any]  # the whole upstream object
+    pricing: Any  # kept exactly as upstream gave it (dict/str/None): stored with each reply
+    price: Price  # the same, parsed
 
 
 @dataclass(frozen=True)

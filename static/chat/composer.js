@@ -6,8 +6,6 @@ const AUDIO_FORMATS = {
   "audio/wav": "wav", "audio/x-wav": "wav", "audio/wave": "wav", "audio/vnd.wave": "wav",
   "audio/mpeg": "mp3", "audio/mp3": "mp3",
 };
-const MAX_ATTACHMENTS = 8;
-const MAX_ATTACHMENT_BYTES = 8 * 1024 * 1024;
 const MAX_TEXTAREA_SHARE = 0.4; // of the viewport height
 
 function audioFormat(file) {
@@ -25,11 +23,19 @@ function readAsDataUrl(file) {
   });
 }
 
+function megabytes(bytes) {
+  return `${Math.round((bytes / 1024 / 1024) * 10) / 10} MB`;
+}
+
 export class Composer {
-  /** handlers: onSubmit(), onError(message). */
-  constructor(form, handlers) {
+  /**
+   * handlers: onSubmit(), onError(message). limits: the server's (page data `limits`), so the
+   * page refuses what the server would refuse before reading or sending it.
+   */
+  constructor(form, handlers, limits) {
     this.form = form;
     this.handlers = handlers;
+    this.limits = limits;
     this.textarea = form.querySelector("#composer");
     this.sendButton = form.querySelector("#send");
     this.fileInput = form.querySelector("#attach-input");
@@ -145,8 +151,8 @@ export class Composer {
   async addFiles(files) {
     if (this.locked) return;
     for (const file of files) {
-      if (this.attachments.length >= MAX_ATTACHMENTS) {
-        this.handlers.onError(`At most ${MAX_ATTACHMENTS} attachments per message.`);
+      if (this.attachments.length >= this.limits.max_attachments) {
+        this.handlers.onError(`At most ${this.limits.max_attachments} attachments per message.`);
         return;
       }
       const isImage = IMAGE_TYPES.has(file.type);
@@ -155,8 +161,9 @@ export class Composer {
         this.handlers.onError(`${file.name}: only PNG, JPEG, GIF and WebP images and WAV or MP3 audio can be attached.`);
         continue;
       }
-      if (file.size > MAX_ATTACHMENT_BYTES) {
-        this.handlers.onError(`${file.name} is larger than 8 MB.`);
+      if (file.size > this.limits.max_attachment_bytes) {
+        this.handlers.onError(
+          `${file.name} is larger than ${megabytes(this.limits.max_attachment_bytes)}.`);
         continue;
       }
       let url;

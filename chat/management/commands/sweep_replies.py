@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from chat.replies import sweep_orphans
+from chat.replies.sweep import sweep_orphans
 
 
 class Command(BaseCommand):

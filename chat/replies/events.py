@@ -1,0 +1,251 @@
+"""Every event of the relay, typed, and the only place they are built.
+
+Two families:
+- bus events travel between the parts of the system (generation → hub → sockets, and between
+  processes over Redis pub/sub), on the channels named below;
+- frames are what a socket sends the browser (docs/protocol.md).
+
+| event      | built by     | consumed by                                                   |
+|------------|--------------|---------------------------------------------------------------|
+| `started`  | `started()`  | `Hub` → each watching socket → `messages` frame               |
+| `delta`    | `delta()`    | `Hub` → each socket's `RelayCursor` → `delta` frame           |
+| `snapshot` | `snapshot()` | `Hub` → each socket's `RelayCursor` → `snapshot`/`delta`      |
+| `done`     | `done()`     | `Hub` → each watching socket → `done` frame                   |
+| `stop`     | `stop()`     | `Hub` → the generation of that reply, in its process          |
+| `sync`     | `sync()`     | `Hub` → that generation, which answers with a `snapshot`      |
+| `sign_out` | `sign_out()` | `Hub` → the user's sockets in every process: closed           |
+"""
+
+from __future__ import annotations
+
+from typing import Literal, TypedDict
+
+from chat.models import WireMessage
+
+# --- close codes (docs/protocol.md) ------------------------------------------------------------
+
+CLOSE_SIGNED_OUT = 4401  # no session, or it ended: the page says so and stops retrying
+CLOSE_DEACTIVATED = 4403  # the account was deactivated
+CLOSE_TOO_MANY_SOCKETS = 4429  # the user has WS_MAX_SOCKETS_PER_USER sockets in this process
+
+# --- channels (names on the bus) ----------------------------------------------------------------
+
+
+def conversation_channel(conversation_id: str) -> str:
+    """Every socket watching a conversation hears its replies here, in whichever process."""
+    return f"conv:{conversation_id}"
+
+
+def reply_channel(reply_id: str) -> str:
+    """The process generating a reply listens here for `stop` and `sync`."""
+    return f"reply:{reply_id}"
+
+
+def user_channel(user_pk: int) -> str:
+    """Every socket of a user listens here for `sign_out`."""
+    return f"user:{user_pk}"
+
+
+# --- bus events ----------------------------------------------------------------------------------
+
+
+class StartedEvent(TypedDict):
+    type: Literal["started"]
+    conversation: str
+    messages: list[WireMessage]
+
+
+class DeltaEvent(TypedDict):
+    type: Literal["delta"]
+    reply: str
+    offset: int
+    text: str
+
+
+class SnapshotEvent(TypedDict):
+    type: Literal["snapshot"]
+    reply: str
+    text: str
+
+
+class DoneEvent(TypedDict):
+    type: Literal["done"]
+    reply: str
+    message: WireMessage
+
+
+class StopEvent(TypedDict):
+    type: Literal["stop"]
+    reply: str
+
+
+class SyncEvent(TypedDict):
+    type: Literal["sync"]
+    reply: str
+
+
+class SignOutEvent(TypedDict):
+    type: Literal["sign_out"]
+    # None: every session of the user (deactivation); else only sockets of that session.
+    session: str | None
+    code: int
+
+
+ConversationEvent = StartedEvent | DeltaEvent | SnapshotEvent | DoneEvent
+ReplyEvent = StopEvent | SyncEvent
+BusEvent = ConversationEvent | ReplyEvent | SignOutEvent
+
+
+def started(conversation: str, messages: list[WireMessage]) -> StartedEvent:
+    return {"type": "started", "conversation": conversation, "messages": messages}
+
+
+def delta(reply: str, offset: int, text: str) -> DeltaEvent:
+    return {"type": "delta", "reply": reply, "offset": offset, "text": text}
+
+
+def snapshot(reply: str, text: str) -> SnapshotEvent:
+    return {"type": "snapshot", "reply": reply, "text": text}
+
+
+def done(message: WireMessage) -> DoneEvent:
+    return {"type": "done", "reply": message["id"], "message": message}
+
+
+def stop(reply: str) -> StopEvent:
+    return {"type": "stop", "reply": reply}
+
+
+def sync(reply: str) -> SyncEvent:
+    return {"type": "sync", "reply": reply}
+
+
+def sign_out(session: str | None, code: int) -> SignOutEvent:
+    return {"type": "sign_out", "session": session, "code": code}
+
+
+# --- frames to the browser -----------------------------------------------------------------------
+
+
+class HelloFrame(TypedDict):
+    type: Literal["hello"]
+
+
+class PongFrame(TypedDict):
+    type: Literal["pong"]
+
+
+class AckFrame(TypedDict):
+    type: Literal["ack"]
+    client_id: str
+    conversation: str
+    title: str
+    duplicate: bool
+    messages: list[WireMessage]
+
+
+class HistoryFrame(TypedDict):
+    type: Literal["history"]
+    conversation: str
+    messages: list[WireMessage]
+
+
+class MessagesFrame(TypedDict):
+    type: Literal["messages"]
+    conversation: str
+    messages: list[WireMessage]
+
+
+class SnapshotFrame(TypedDict):
+    type: Literal["snapshot"]
+    reply: str
+    text: str
+
+
+class DeltaFrame(TypedDict):
+    type: Literal["delta"]
+    reply: str
+    offset: int
+    text: str
+
+
+class DoneFrame(TypedDict):
+    type: Literal["done"]
+    reply: str
+    message: WireMessage
+
+
+class ErrorFrame(TypedDict, total=False):
+    type: Literal["error"]
+    code: str
+    message: str
+    client_id: str
+    conversation: str
+    retry_after: float
+
+
+Frame = (
+    HelloFrame
+    | PongFrame
+    | AckFrame
+    | HistoryFrame
+    | MessagesFrame
+    | SnapshotFrame
+    | DeltaFrame
+    | DoneFrame
+    | ErrorFrame
+)
+
+
+def hello_frame() -> HelloFrame:
+    return {"type": "hello"}
+
+
+def pong_frame() -> PongFrame:
+    return {"type": "pong"}
+
+
+def ack_frame(
+    client_id: str, conversation: str, title: str, duplicate: bool, messages: list[WireMessage]
+) -> AckFrame:
+    return {
+        "type": "ack",
+        "client_id": client_id,
+        "conversation": conversation,
+        "title": title,
+        "duplicate": duplicate,
+        "messages": messages,
+    }
+
+
+def history_frame(conversation: str, messages: list[WireMessage]) -> HistoryFrame:
+    return {"type": "history", "conversation": conversation, "messages": messages}
+
+
+def messages_frame(conversation: str, messages: list[WireMessage]) -> MessagesFrame:
+    return {"type": "messages", "conversation": conversation, "messages": messages}
+
+
+def snapshot_frame(reply: str, text: str) -> SnapshotFrame:
+    return {"type": "snapshot", "reply": reply, "text": text}
+
+
+def delta_frame(reply: str, offset: int, text: str) -> DeltaFrame:
+    return {"type": "delta", "reply": reply, "offset": offset, "text": text}
+
+
+def done_frame(event: DoneEvent) -> DoneFrame:
+    return {"type": "done", "reply": event["reply"], "message": event["message"]}
+
+
+def error_frame(
+    code: str, message: str, ref: dict[str, str], retry_after: float | None = None
+) -> ErrorFrame:
+    frame: ErrorFrame = {"type": "error", "code": code, "message": message}
+    if "client_id" in ref:
+        frame["client_id"] = ref["client_id"]
+    if "conversation" in ref:
+        frame["conversation"] = ref["conversation"]
+    if retry_after is not None:
+        frame["retry_after"] = retry_after
+    return frame

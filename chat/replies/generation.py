@@ -1,0 +1,279 @@
+"""The running generation: one assistant reply being written, owned by the process (not by a
+socket: closing the tab does not stop it).
+
+It streams from Nobox, coalesces the text into pieces and publishes them through the hub (no
+await on the hot path: publishing only hands the piece to sockets and queues it for the bus),
+checkpoints the text at a bounded rate (the checkpoint is also the heartbeat), and ends with
+exactly one final write, retried while the process lives, before `done` is announced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import aclosing
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import DatabaseError, InterfaceError
+
+from chat import tokens
+from chat.database import in_db_pool
+from chat.models import Message
+from chat.nobox import ChatRequest, Completed, Delta, InvalidToken, ModelInfo, NoboxError, Usage
+from chat.replies import events
+from chat.replies.hub import Hub, get_hub
+from chat.replies.relay import Coalescer, Piece
+from chat.replies.turns import Turn
+from chat.shutdown import on_shutdown
+from chat.upstream import explain, model_info, nobox_client
+
+log = logging.getLogger(__name__)
+
+Status = Message.Status
+
+# Strong references to this process's running generations: asyncio keeps only weak ones.
+_running: dict[str, asyncio.Task[None]] = {}
+
+# Final-write retry backoff (seconds): the text is in memory, so keep trying while we live.
+FINAL_WRITE_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+@dataclass
+class Outcome:
+    status: str
+    finish_reason: str = ""
+    usage: Usage | None = None
+    error_code: str = ""
+    error_message: str = ""
+
+
+SHUTDOWN = Outcome(
+    Status.INTERRUPTED,
+    error_code="interrupted",
+    error_message="The server was restarted while writing this reply. The text so far is kept.",
+)
+
+
+async def start(turn: Turn) -> None:
+    """Announce the new turn to every watcher and start generating the reply."""
+    assert turn.request is not None and turn.token is not None
+    hub = await get_hub()
+    conversation = turn.conversation.public_id
+    hub.publish(
+        conversation,
+        events.started(conversation, [turn.user_message.to_wire(), turn.reply.to_wire()]),
+    )
+    generation = Generation(hub, turn.reply.pk, turn.reply.public_id, conversation)
+    task = asyncio.create_task(
+        generation.run(turn.request, turn.token), name=f"reply {generation.reply_id}"
+    )
+    _running[generation.reply_id] = task
+    on_shutdown("interrupt running replies", interrupt_running)
+    task.add_done_callback(lambda _: _running.pop(generation.reply_id, None))
+
+
+async def wait_for_running() -> None:
+    """Wait for every generation of this process to finish (tests, graceful shutdown)."""
+    while _running:
+        await asyncio.gather(*list(_running.values()), return_exceptions=True)
+
+
+async def interrupt_running() -> None:
+    """Cancel this process's generations; each keeps its text and ends `interrupted`."""
+    for task in list(_running.values()):
+        task.cancel()
+    await wait_for_running()
+
+
+class Generation:
+    def __init__(self, hub: Hub, reply_pk: int, reply_id: str, conversation_id: str) -> None:
+        self.hub = hub
+        self.reply_pk = reply_pk
+        self.reply_id = reply_id
+        self.conversation_id = conversation_id
+        self.text = Coalescer(settings.REPLY_FLUSH_INTERVAL)
+        self._timer: asyncio.TimerHandle | None = None
+        self._stream_task: asyncio.Task[Outcome] | None = None
+        self._stopped = False
+
+    # --- what the hub asks of a generation -----------------------------------------------------
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._stream_task is not None:
+            self._stream_task.cancel()
+
+    def published_text(self) -> str:
+        return self.text.published_text
+
+    # --- the run -------------------------------------------------------------------------------
+
+    async def run(self, request: ChatRequest, token: tokens.Resolved) -> None:
+        await self.hub.register(self)
+        # The heartbeat runs until the final write has landed, so no other process takes a
+        # finished but not yet written reply for an orphan.
+        heartbeat = asyncio.create_task(self._heartbeat(), name=f"heartbeat {self.reply_id}")
+        pricing = asyncio.create_task(model_info(token.token, request.model))
+        self._stream_task = asyncio.create_task(self._stream(request, token))
+        if self._stopped:
+            self._stream_task.cancel()  # a stop that came while registering
+        shutting_down = False
+        try:
+            outcome = await self._outcome()
+            price = await _price(pricing)
+        except asyncio.CancelledError:
+            # The process is shutting down: keep the text, mark it interrupted, then go.
+            log.warning("reply %s cancelled with its process: marked interrupted", self.reply_id)
+            self._stream_task.cancel()
+            outcome, price, shutting_down = SHUTDOWN, None, True
+        write = asyncio.ensure_future(self._final_write(outcome, price))
+        try:
+            message = await asyncio.shield(write)
+        except asyncio.CancelledError:
+            shutting_down = True
+            message = await write  # a write under way finishes; its truth is kept
+        finally:
+            heartbeat.cancel()
+            pricing.cancel()
+            self.hub.unregister(self)
+        self._announce(message)
+        if shutting_down:
+            raise asyncio.CancelledError
+
+    async def _outcome(self) -> Outcome:
+        assert self._stream_task is not None
+        await asyncio.wait({self._stream_task})
+        if self._stream_task.cancelled():
+            return Outcome(Status.STOPPED)
+        return self._stream_task.result()
+
+    async def _stream(self, request: ChatRequest, token: tokens.Resolved) -> Outcome:
+        try:
+            # aclosing: a stop cancels this task, and the upstream response must be released at
+            # once (Nobox stops generating, and billing, when the connection closes).
+            async with aclosing(nobox_client().stream_chat(token.token, request)) as stream:
+                async for event in stream:
+                    if isinstance(event, Delta):
+                        if self._add(event.text):
+                            # Let sockets write it now even when upstream bytes are already
+                            # buffered and this loop would otherwise run on without yielding.
+                            await asyncio.sleep(0)
+                    elif isinstance(event, Completed):
+                        return _completed(event)
+        except NoboxError as error:
+            if isinstance(error, InvalidToken):
+                await in_db_pool(tokens.mark_rejected)(token.record_pk)
+            return Outcome(Status.ERROR, error_code=error.code, error_message=explain(error))
+        except Exception:
+            log.exception("reply %s failed", self.reply_id)
+            return Outcome(
+                Status.ERROR,
+                error_code="internal_error",
+                error_message="Something went wrong on our side. Retry in a moment.",
+            )
+        # The client raises IncompleteStream for a stream without [DONE]; returning without
+        # Completed breaks its contract, so it is treated the same way.
+        return Outcome(
+            Status.ERROR,
+            error_code="incomplete_stream",
+            error_message="The answer ended early. The text so far is kept.",
+        )
+
+    # --- publishing ----------------------------------------------------------------------------
+
+    def _add(self, text: str) -> bool:
+        """Take upstream text; True when a piece went out at once."""
+        piece = self.text.add(text, time.monotonic())
+        if piece is not None:
+            self._publish(piece)
+            return True
+        if self._timer is None:
+            delay = self.text.flush_delay(time.monotonic())
+            self._timer = asyncio.get_running_loop().call_later(max(delay, 0), self._flush)
+        return False
+
+    def _flush(self) -> None:
+        self._timer = None
+        piece = self.text.flush(time.monotonic())
+        if piece is not None:
+            self._publish(piece)
+
+    def _publish(self, piece: Piece) -> None:
+        self.hub.publish(
+            self.conversation_id, events.delta(self.reply_id, piece.offset, piece.text)
+        )
+
+    def _announce(self, message: Message) -> None:
+        self.hub.publish(self.conversation_id, events.done(message.to_wire()))
+
+    # --- the database --------------------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        # One small write per interval whatever the token rate; it doubles as the heartbeat that
+        # tells other processes this one is alive. A failed write is logged and retried at the
+        # next interval: a loop that died silently would get a live reply swept as orphaned.
+        while True:
+            await asyncio.sleep(settings.REPLY_CHECKPOINT_INTERVAL)
+            try:
+                await _checkpoint(self.reply_pk, self.text.text)
+            except (DatabaseError, InterfaceError) as error:
+                log.warning("checkpoint of reply %s failed: %s", self.reply_id, error)
+
+    async def _final_write(self, outcome: Outcome, price: ModelInfo | None) -> Message:
+        """The one final write; pending text is published first so `done` follows every piece.
+        Retried while the process lives: the text exists only in memory until it lands."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self._flush()
+        attempt = 0
+        while True:
+            try:
+                return await _finish(self.reply_pk, self.text.text, outcome, price)
+            except (DatabaseError, InterfaceError) as error:
+                delay = FINAL_WRITE_DELAYS[min(attempt, len(FINAL_WRITE_DELAYS) - 1)]
+                log.warning(
+                    "final write of reply %s failed (%s); retrying in %.1f s",
+                    self.reply_id,
+                    error,
+                    delay,
+                )
+                attempt += 1
+                await asyncio.sleep(delay)
+
+
+def _completed(event: Completed) -> Outcome:
+    status = Status.TRUNCATED if event.finish_reason == "length" else Status.COMPLETE
+    return Outcome(status, finish_reason=event.finish_reason or "", usage=event.usage)
+
+
+async def _price(task: asyncio.Task[ModelInfo | None]) -> ModelInfo | None:
+    try:
+        return await asyncio.wait_for(task, timeout=5)
+    except (TimeoutError, NoboxError):
+        return None
+
+
+@in_db_pool
+def _checkpoint(reply_pk: int, text: str) -> bool:
+    return Message.objects.checkpoint(reply_pk, text)
+
+
+@in_db_pool
+def _finish(reply_pk: int, text: str, outcome: Outcome, model: ModelInfo | None) -> Message:
+    usage = outcome.usage
+    pricing = model.pricing if model is not None else None
+    return Message.objects.finish(
+        reply_pk,
+        content=text,
+        status=outcome.status,
+        finish_reason=outcome.finish_reason,
+        error_code=outcome.error_code,
+        error_message=outcome.error_message,
+        prompt_tokens=usage.prompt_tokens if usage else None,
+        completion_tokens=usage.completion_tokens if usage else None,
+        total_tokens=usage.total_tokens if usage else None,
+        pricing=pricing if isinstance(pricing, dict | list | str) else None,
+        cost=model.price.cost(usage) if model is not None else None,
+    )

@@ -1,0 +1,74 @@
+"""The orphan sweep: a reply whose process stopped heart-beating (killed, frozen, cut off from the
+database) is marked `interrupted`, keeping its last checkpoint, and its `done` announced."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from chat.database import in_db_pool
+from chat.models import Message
+from chat.replies import events
+from chat.replies.hub import get_hub
+
+log = logging.getLogger(__name__)
+
+ORPHANED = {
+    "status": Message.Status.INTERRUPTED,
+    "error_code": "interrupted",
+    "error_message": "The server writing this reply stopped responding. The text saved before "
+    "that is kept.",
+}
+
+
+def sweep_orphans() -> list[Message]:
+    """Mark replies whose process stopped heart-beating as interrupted; return them."""
+    cutoff = timezone.now() - timedelta(seconds=settings.REPLY_ORPHAN_AFTER)
+    swept = []
+    for pk in Message.objects.orphaned(cutoff).values_list("pk", flat=True):
+        # Conditional again, row by row: a reply that beat its heart since the query is alive.
+        if (
+            Message.objects.orphaned(cutoff)
+            .filter(pk=pk)
+            .update(**ORPHANED, finished_at=timezone.now())
+        ):
+            swept.append(Message.objects.select_related("conversation").get(pk=pk))
+    return swept
+
+
+async def sweep_and_announce() -> int:
+    swept = await in_db_pool(sweep_orphans)()
+    if swept:
+        log.warning(
+            "marked %d orphaned replies interrupted: %s",
+            len(swept),
+            ", ".join(message.public_id for message in swept),
+        )
+    hub = await get_hub()
+    for message in swept:
+        hub.publish(message.conversation.public_id, events.done(message.to_wire()))
+    return len(swept)
+
+
+_sweepers: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
+
+
+def ensure_sweeper() -> None:
+    """Start this process's periodic sweep (once per event loop)."""
+    loop = asyncio.get_running_loop()
+    task = _sweepers.get(loop)
+    if task is None or task.done():
+        _sweepers[loop] = loop.create_task(_sweep_forever(), name="reply sweeper")
+
+
+async def _sweep_forever() -> None:
+    while True:
+        try:
+            await sweep_and_announce()
+        except Exception:
+            log.exception("reply sweep failed")
+        await asyncio.sleep(settings.REPLY_SWEEP_INTERVAL)
