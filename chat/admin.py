@@ -9,15 +9,23 @@ from __future__ import annotations
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from axes.admin import AccessAttemptAdmin  # type: ignore[import-untyped]
+from axes.models import AccessAttempt  # type: ignore[import-untyped]
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
-from django.db.models import QuerySet
+from django.contrib.auth.models import Permission
+from django.db.models import ForeignKey, Q, QuerySet
+from django.forms import ModelChoiceField
 from django.http import HttpRequest, HttpResponse
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
 from chat import audit, tokens, upstream
+from chat.forms import token_or_error
 from chat.models import AuditEvent, Conversation, Message, NoboxToken, User
 from chat.nobox import NoboxError
+from chat.views import explain
 
 Action = AuditEvent.Action
 
@@ -26,12 +34,48 @@ def _actor(request: HttpRequest) -> User | None:
     return request.user if isinstance(request.user, User) else None
 
 
+def _is_superuser(request: HttpRequest) -> bool:
+    return bool(getattr(request.user, "is_superuser", False))
+
+
+# --- who may manage whom -------------------------------------------------------------------------
+
+# Only superusers grant these: anyone who could would be able to give themself everything.
+PRIVILEGE_FIELDS = ("is_superuser", "groups", "user_permissions")
+
+
+def permissions_of(user: User) -> set[str]:
+    """Every permission `user` holds directly or through a group, active or not: an inactive
+    account keeps its powers for the day it is reactivated."""
+    rows = (
+        Permission.objects.filter(Q(user=user) | Q(group__user=user))
+        .values_list("content_type__app_label", "codename")
+        .distinct()
+    )
+    return {f"{app}.{codename}" for app, codename in rows}
+
+
+def may_manage(actor: object, target: User) -> bool:
+    """Whether `actor` may change, deactivate or reset the password of `target`.
+
+    Superusers may manage anyone. Others may manage only non-superusers with no permission the
+    actor lacks: taking over a more powerful account (a new password, reactivation) would be
+    the same as being granted its powers.
+    """
+    if getattr(actor, "is_superuser", False):
+        return True
+    if not isinstance(actor, User) or target.is_superuser:
+        return False
+    return permissions_of(target) <= permissions_of(actor)
+
+
 # --- users ---------------------------------------------------------------------------------------
 
 # Flags whose change is audited: field -> (event when turned on, event when turned off).
 AUDITED_FLAGS = {
     "is_active": (Action.USER_REACTIVATED, Action.USER_DEACTIVATED),
     "is_staff": (Action.USER_MADE_STAFF, Action.USER_STAFF_REMOVED),
+    "is_superuser": (Action.USER_MADE_SUPERUSER, Action.USER_SUPERUSER_REMOVED),
     "may_use_team_token": (Action.USER_TEAM_TOKEN_ALLOWED, Action.USER_TEAM_TOKEN_DENIED),
 }
 
@@ -49,6 +93,32 @@ def audit_user_save(before: dict[str, Any] | None, user: User, request: HttpRequ
                 target=user,
                 request=request,
             )
+
+
+def privileges_of(user: User) -> dict[str, set[str]]:
+    """The user's groups and direct permissions, by name, to audit what a save changed."""
+    return {
+        Action.USER_GROUPS_CHANGED: set(user.groups.values_list("name", flat=True)),
+        Action.USER_PERMISSIONS_CHANGED: {
+            f"{app}.{codename}"
+            for app, codename in user.user_permissions.values_list(
+                "content_type__app_label", "codename"
+            )
+        },
+    }
+
+
+def audit_privileges(before: dict[str, set[str]], user: User, request: HttpRequest) -> None:
+    for action, now in privileges_of(user).items():
+        added, removed = sorted(now - before[action]), sorted(before[action] - now)
+        if not (added or removed):
+            continue
+        detail = "; ".join(
+            f"{label}: {', '.join(names)}"
+            for label, names in (("added", added), ("removed", removed))
+            if names
+        )
+        audit.record(action, actor=_actor(request), target=user, request=request, detail=detail)
 
 
 @admin.register(User)
@@ -74,10 +144,32 @@ class TeamUserAdmin(UserAdmin):  # type: ignore[type-arg]
         record = NoboxToken.objects.filter(user=user).first()
         return f"…{record.last4} ({record.state})" if record else "none"
 
+    def has_change_permission(self, request: HttpRequest, obj: User | None = None) -> bool:
+        # Also guards the password form, which asks this with the user whose password it sets.
+        allowed = super().has_change_permission(request, obj)
+        return allowed and (obj is None or may_manage(request.user, obj))
+
+    def has_delete_permission(self, request: HttpRequest, obj: User | None = None) -> bool:
+        allowed = super().has_delete_permission(request, obj)
+        return allowed and (obj is None or may_manage(request.user, obj))
+
+    def get_readonly_fields(self, request: HttpRequest, obj: User | None = None) -> Any:
+        fields = tuple(super().get_readonly_fields(request, obj))
+        return fields if _is_superuser(request) else (*fields, *PRIVILEGE_FIELDS)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        # Bulk delete checks the model permission only; superusers stay out of others' reach.
+        super().delete_queryset(request, self._manageable(request, queryset))
+
     def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
         before = User.objects.filter(pk=obj.pk).values(*AUDITED_FLAGS).first() if change else None
         super().save_model(request, obj, form, change)
         audit_user_save(before, obj, request)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        before = privileges_of(form.instance)
+        super().save_related(request, form, formsets, change)
+        audit_privileges(before, form.instance, request)
 
     def user_change_password(
         self, request: HttpRequest, id: str, form_url: str = ""
@@ -92,17 +184,32 @@ class TeamUserAdmin(UserAdmin):  # type: ignore[type-arg]
             )
         return response
 
-    @admin.action(description="Deactivate selected users (signs them out everywhere)")
+    @admin.action(
+        description="Deactivate selected users (signs them out everywhere)",
+        permissions=["change"],
+    )
     def deactivate_users(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         self._set_active(request, queryset, False)
 
-    @admin.action(description="Reactivate selected users")
+    @admin.action(description="Reactivate selected users", permissions=["change"])
     def activate_users(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         self._set_active(request, queryset, True)
 
+    def _manageable(self, request: HttpRequest, queryset: QuerySet[User]) -> QuerySet[User]:
+        """The selected users `request.user` may manage; says so when some are left out."""
+        allowed = [user.pk for user in queryset if may_manage(request.user, user)]
+        skipped = queryset.count() - len(allowed)
+        if skipped:
+            messages.error(
+                request,
+                f"{skipped} selected user(s) left unchanged: only superusers may change "
+                "superusers or accounts with permissions you do not have.",
+            )
+        return queryset.filter(pk__in=allowed)
+
     def _set_active(self, request: HttpRequest, queryset: QuerySet[User], active: bool) -> None:
         changed = 0
-        for user in queryset.exclude(is_active=active):
+        for user in self._manageable(request, queryset).exclude(is_active=active):
             if not active and user.pk == request.user.pk:
                 messages.error(request, "You cannot deactivate your own account.")
                 continue
@@ -121,7 +228,7 @@ class NoboxTokenForm(forms.ModelForm[NoboxToken]):
     new_token = forms.CharField(
         required=False,
         strip=True,
-        max_length=500,
+        max_length=tokens.MAX_TOKEN_LENGTH,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
         label="New token",
         help_text="Write-only: stored encrypted, never shown again. Leave empty to keep the "
@@ -132,13 +239,17 @@ class NoboxTokenForm(forms.ModelForm[NoboxToken]):
         model = NoboxToken
         fields = ("user", "team_for_everyone", "expires_at")
 
+    @sensitive_variables("new_token")
+    def clean_new_token(self) -> str:
+        new_token: str = self.cleaned_data.get("new_token", "")
+        return token_or_error(new_token) if new_token else ""
+
+    @sensitive_variables("data", "new_token")
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         new_token = data.get("new_token", "")
-        if self.instance.pk is None and not new_token:
+        if self.instance.pk is None and not new_token and "new_token" not in self.errors:
             self.add_error("new_token", "Enter the token to store.")
-        if new_token and (len(new_token) < 8 or any(ch.isspace() for ch in new_token)):
-            self.add_error("new_token", "That does not look like a Nobox token.")
         creating_team = self.instance.pk is None and data.get("user") is None
         if creating_team and NoboxToken.objects.filter(is_team=True).exists():
             self.add_error("user", "A team token exists already: edit it instead, or pick a user.")
@@ -170,6 +281,32 @@ class NoboxTokenAdmin(admin.ModelAdmin[NoboxToken]):
         "last_verified_at",
         "verify_result",
     )
+
+    @method_decorator(sensitive_post_parameters("new_token"))
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def has_change_permission(self, request: HttpRequest, obj: NoboxToken | None = None) -> bool:
+        allowed = super().has_change_permission(request, obj)
+        return allowed and (obj is None or _may_touch(request, obj))
+
+    def has_delete_permission(self, request: HttpRequest, obj: NoboxToken | None = None) -> bool:
+        allowed = super().has_delete_permission(request, obj)
+        return allowed and (obj is None or _may_touch(request, obj))
+
+    def formfield_for_foreignkey(
+        self, db_field: ForeignKey[Any, Any], request: HttpRequest, **kwargs: Any
+    ) -> ModelChoiceField[Any] | None:
+        # Setting a superuser's token is changing a superuser: superusers only.
+        if db_field.name == "user" and not _is_superuser(request):
+            kwargs["queryset"] = User.objects.filter(is_superuser=False)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def get_readonly_fields(self, request: HttpRequest, obj: NoboxToken | None = None) -> Any:
         # A token belongs to one person (or the team) for life; move it by setting a new one.
@@ -211,9 +348,12 @@ class NoboxTokenAdmin(admin.ModelAdmin[NoboxToken]):
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[NoboxToken]) -> None:
         for record in queryset:
-            self.delete_model(request, record)
+            if _may_touch(request, record):
+                self.delete_model(request, record)
 
-    @admin.action(description="Verify selected tokens with Nobox (lists the models)")
+    @admin.action(
+        description="Verify selected tokens with Nobox (lists the models)", permissions=["change"]
+    )
     def verify_tokens(self, request: HttpRequest, queryset: QuerySet[NoboxToken]) -> None:
         for record in queryset:
             error = _verification_error(record)
@@ -225,13 +365,30 @@ class NoboxTokenAdmin(admin.ModelAdmin[NoboxToken]):
                 f"{self.owner(record)} …{record.last4}: {'ok' if error is None else error}",
             )
 
-    @admin.action(description="Revoke selected tokens (sending stops at once)")
+    @admin.action(
+        description="Revoke selected tokens (sending stops at once)", permissions=["change"]
+    )
     def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[NoboxToken]) -> None:
-        for record in queryset:
-            tokens.revoke(record, actor=_actor(request), request=request)
-        messages.success(request, f"{queryset.count()} token(s) revoked.")
+        revoked = 0
+        for record in queryset.select_related("user"):
+            if _may_touch(request, record):
+                tokens.revoke(record, actor=_actor(request), request=request)
+                revoked += 1
+        messages.success(request, f"{revoked} token(s) revoked.")
+        if revoked < queryset.count():
+            messages.error(
+                request,
+                "Only superusers may revoke the token of a superuser (or of an account "
+                "with permissions you do not have).",
+            )
 
 
+def _may_touch(request: HttpRequest, record: NoboxToken) -> bool:
+    """A superuser's own token is part of that superuser: only superusers change it."""
+    return record.user is None or may_manage(request.user, record.user)
+
+
+@sensitive_variables("secret")
 def _verification_error(record: NoboxToken) -> str | None:
     try:
         secret = tokens.decrypt(record.ciphertext)
@@ -240,7 +397,7 @@ def _verification_error(record: NoboxToken) -> str | None:
     try:
         async_to_sync(upstream.models_for)(secret, fresh=True)
     except NoboxError as error:
-        return f"{error.code}: {upstream.explain(error)}"
+        return f"{error.code}: {explain(error)}"
     return None
 
 
@@ -294,3 +451,21 @@ class ConversationAdmin(admin.ModelAdmin[Conversation]):
     search_fields = ("title", "owner__username")
     readonly_fields = ("public_id", "owner", "next_seq", "created_at", "updated_at")
     inlines = (MessageInline,)
+
+
+# --- sign-in lockouts (django-axes) --------------------------------------------------------------
+
+
+class LockoutAdmin(AccessAttemptAdmin):  # type: ignore[misc]
+    """Axes' own admin, with its clean-up action behind the delete permission: it erases the
+    record of failed sign-ins, so a view-only admin must not be able to run it."""
+
+    @admin.action(description="Clean up expired attempts", permissions=["delete"])
+    def cleanup_expired_attempts(
+        self, request: HttpRequest, queryset: QuerySet[AccessAttempt]
+    ) -> None:
+        super().cleanup_expired_attempts(request, queryset)
+
+
+admin.site.unregister(AccessAttempt)
+admin.site.register(AccessAttempt, LockoutAdmin)

@@ -27,6 +27,10 @@ class TokenUnreadable(Exception):
     """The stored ciphertext cannot be decrypted (tampered, or encrypted under a lost key)."""
 
 
+class MalformedToken(ValueError):
+    """Not something that can be a Nobox token; `str()` says why, for the person who typed it."""
+
+
 class TokenProblem(Exception):
     """The user cannot send: no usable token. `code` and `message` go to the user as they are."""
 
@@ -57,6 +61,41 @@ UNREADABLE = (
 )
 
 
+# --- format ------------------------------------------------------------------------------------
+
+NOT_A_TOKEN = "That does not look like a Nobox token"
+MIN_TOKEN_LENGTH = 8
+MAX_TOKEN_LENGTH = 500
+
+
+def check_format(token: str) -> str:
+    """Return `token` if it can be sent as a Bearer header, else raise MalformedToken.
+
+    A token travels in an HTTP header, which takes printable ASCII only: a pasted non-breaking
+    hyphen or a stray newline would fail deep inside httpx, on every send, long after it was
+    saved. Every way in (settings page, admin, command, store functions) checks here.
+    """
+    if not MIN_TOKEN_LENGTH <= len(token) <= MAX_TOKEN_LENGTH:
+        raise MalformedToken(
+            f"{NOT_A_TOKEN}: it has {len(token)} characters, and a token has "
+            f"{MIN_TOKEN_LENGTH} to {MAX_TOKEN_LENGTH}."
+        )
+    bad = next((ch for ch in token if not "!" <= ch <= "~"), None)
+    if bad is not None:
+        raise MalformedToken(
+            f"{NOT_A_TOKEN}: it contains {_name(bad)} at position {token.index(bad) + 1}, and "
+            "a token holds printable ASCII characters only, with no spaces. Copy it again from "
+            "the Nobox dashboard."
+        )
+    return token
+
+
+def _name(ch: str) -> str:
+    if ch.isspace():
+        return "a space or line break"
+    return f"U+{ord(ch):04X}" + (f" ({ch!r})" if ch.isprintable() else "")
+
+
 # --- encryption --------------------------------------------------------------------------------
 
 
@@ -85,23 +124,38 @@ def store_token(
     actor: User | None = None,
     request: HttpRequest | None = None,
     verified: bool = True,
+    actor_name: str = "",
 ) -> NoboxToken:
-    """Save (or replace) `user`'s own token and audit it."""
+    """Save (or replace) `user`'s own token and audit it. The actor is the user themself unless
+    another user or a named non-user actor (`actor_name`, e.g. a command) is given."""
+    if actor is None and not actor_name:
+        actor = user
     with transaction.atomic():
         record = NoboxToken.objects.select_for_update().filter(user=user).first()
         record = record or NoboxToken(user=user)
-        set_token(record, token, actor=actor or user, request=request, verified=verified)
+        set_token(
+            record,
+            token,
+            actor=actor,
+            request=request,
+            verified=verified,
+            actor_name=actor_name,
+        )
     return record
 
 
 def store_team_token(
-    token: str, *, actor: User | None, request: HttpRequest | None = None
+    token: str,
+    *,
+    actor: User | None,
+    request: HttpRequest | None = None,
+    actor_name: str = "",
 ) -> NoboxToken:
     """Save (or replace) the team's shared token, used by users allowed to and with none."""
     with transaction.atomic():
         record = NoboxToken.objects.select_for_update().filter(is_team=True).first()
         record = record or NoboxToken(is_team=True)
-        set_token(record, token, actor=actor, request=request)
+        set_token(record, token, actor=actor, request=request, actor_name=actor_name)
     return record
 
 
@@ -112,9 +166,11 @@ def set_token(
     actor: User | None,
     request: HttpRequest | None = None,
     verified: bool = False,
+    actor_name: str = "",
 ) -> None:
     """Put a new secret into `record` (new or existing) and audit it. Replacing a token clears
-    its revoked and rejected marks: it is a different token."""
+    its revoked and rejected marks: it is a different token. Raises MalformedToken first."""
+    check_format(token)
     action = Action.TOKEN_REPLACED if record.pk else Action.TOKEN_SET
     now = timezone.now()
     record.is_team = record.user_id is None
@@ -127,7 +183,7 @@ def set_token(
     record.last_verify_error = ""
     record.last_verified_at = now if verified else None
     record.save()
-    _audit(record, action, actor=actor, request=request)
+    _audit(record, action, actor=actor, request=request, actor_name=actor_name)
 
 
 def remove_token(user: User, *, request: HttpRequest | None = None) -> bool:
@@ -193,9 +249,17 @@ def _audit(
     actor: User | None,
     request: HttpRequest | None = None,
     note: str = "",
+    actor_name: str = "",
 ) -> None:
     detail = f"{_describe(record)} {note}".strip()
-    audit.record(action, actor=actor, target=record.user, request=request, detail=detail)
+    audit.record(
+        action,
+        actor=actor,
+        target=record.user,
+        request=request,
+        detail=detail,
+        actor_name=actor_name,
+    )
 
 
 def _describe(record: NoboxToken) -> str:
@@ -253,14 +317,6 @@ def team_token_available(user: User) -> bool:
     return team is not None and _problem(team) is None
 
 
-def token_for(user: User) -> str | None:
-    """The user's own token in clear, for an upstream call only. None when they have none."""
-    record = NoboxToken.objects.filter(user=user).only("ciphertext").first()
-    if record is None:
-        return None
-    return decrypt(record.ciphertext)
-
-
 # --- key rotation --------------------------------------------------------------------------------
 
 
@@ -271,7 +327,7 @@ class RotationReport:
     unreadable: int = 0
 
 
-def rotate_keys(*, actor: User | None = None) -> RotationReport:
+def rotate_keys(*, actor: User | None = None, actor_name: str = "") -> RotationReport:
     """Re-encrypt every token under the first key. Idempotent: tokens already under it are left.
 
     Each row is rewritten on its own, so every token stays readable at every step (with the old
@@ -297,6 +353,7 @@ def rotate_keys(*, actor: User | None = None) -> RotationReport:
     audit.record(
         Action.TOKENS_ROTATED,
         actor=actor,
+        actor_name=actor_name,
         detail=(
             f"re-encrypted {report.rotated}, already current {report.current}, "
             f"unreadable {report.unreadable}"

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from chat import tokens
 from chat.models import AuditEvent, NoboxToken, User
+from tests.conftest import stored_token
 
 pytestmark = pytest.mark.django_db
 
@@ -56,7 +57,7 @@ def test_an_admin_sets_a_users_token_write_only(as_admin, admin_user, bob):
         "/admin/chat/noboxtoken/add/", token_form(user=bob.pk, new_token=SECRET)
     )
     assert response.status_code == 302, response.content.decode()[:2000]
-    assert tokens.token_for(bob) == SECRET
+    assert stored_token(bob) == SECRET
     record = NoboxToken.objects.get(user=bob)
     assert SECRET.encode() not in bytes(record.ciphertext)
     [event] = events("token.set")
@@ -75,7 +76,7 @@ def test_replacing_and_changing_expiry_are_audited(as_admin, admin_user, bob, bo
     record = NoboxToken.objects.get(user=bob)
     url = f"/admin/chat/noboxtoken/{record.pk}/change/"
     as_admin.post(url, token_form(new_token="sk-replacement-0001"))
-    assert tokens.token_for(bob) == "sk-replacement-0001"
+    assert stored_token(bob) == "sk-replacement-0001"
     [replaced] = events("token.replaced")
     assert (replaced.actor, replaced.target_user) == (admin_user, bob)
 
@@ -274,7 +275,7 @@ def test_key_rotation_re_encrypts_everything_and_is_idempotent(alice, bob, setti
     assert events("tokens.rotated")
 
     settings.NOBOX_TOKEN_KEYS = [new_key]  # the old key is gone: everything still reads
-    assert tokens.token_for(alice) == "sk-alice-rotate-1"
+    assert stored_token(alice) == "sk-alice-rotate-1"
     assert tokens.decrypt(NoboxToken.objects.get(is_team=True).ciphertext) == "sk-team-rotate-2"
 
 
@@ -288,3 +289,166 @@ def test_rotation_counts_tokens_no_key_can_read(alice, settings, capsys):
     assert "1 unreadable" in capsys.readouterr().out
     problem = pytest.raises(tokens.TokenProblem, tokens.resolve, alice)
     assert problem.value.code == "token_unreadable"
+
+
+# --- permissions: every action declares one, superusers are out of reach, grants are audited ----
+
+
+def staff_with(username: str, *codenames: str) -> User:
+    """A staff member (not a superuser) holding exactly these permissions."""
+    from django.contrib.auth.models import Permission
+
+    user = User.objects.create_user(username, f"{username}@example.com", f"{username}-pw-123")
+    user.is_staff = True
+    user.save()
+    user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
+    return user
+
+
+VIEW_ONLY = ("view_user", "view_noboxtoken", "view_conversation", "view_auditevent")
+CHANGES = (*VIEW_ONLY, "change_user", "change_noboxtoken")
+
+
+def signed_in(user: User) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def run_action(client: Client, model: str, action: str, *pks: int):  # type: ignore[no-untyped-def]
+    return client.post(f"/admin/chat/{model}/", {"action": action, "_selected_action": pks})
+
+
+def test_view_only_staff_can_run_no_action(admin_user, alice, bob, bob_token, nobox):
+    viewer = signed_in(staff_with("viewer", *VIEW_ONLY))
+    alice.is_active = False
+    alice.save()
+    tokens.store_team_token("sk-team-0042", actor=None)
+    token_pks = list(NoboxToken.objects.values_list("pk", flat=True))
+
+    # Each post just re-renders the list: the action is not among the viewer's choices.
+    assert run_action(viewer, "user", "deactivate_users", admin_user.pk, bob.pk).status_code == 200
+    assert run_action(viewer, "user", "activate_users", alice.pk).status_code == 200
+    assert run_action(viewer, "noboxtoken", "revoke_tokens", *token_pks).status_code == 200
+    assert run_action(viewer, "noboxtoken", "verify_tokens", *token_pks).status_code == 200
+
+    admin_user.refresh_from_db()
+    bob.refresh_from_db()
+    alice.refresh_from_db()
+    assert (admin_user.is_active, bob.is_active, alice.is_active) == (True, True, False)
+    assert all(record.state == "active" for record in NoboxToken.objects.all())
+    assert not NoboxToken.objects.filter(last_verified_at__isnull=False, user=None).exists()
+    assert not AuditEvent.objects.exclude(action="token.set").exists()
+    listing = viewer.get("/admin/chat/user/").content.decode()
+    assert "deactivate_users" not in listing
+
+
+def test_staff_with_change_permission_cannot_touch_superusers(admin_user, bob):
+    manager = signed_in(staff_with("manager", *CHANGES))
+    run_action(manager, "user", "deactivate_users", admin_user.pk, bob.pk)
+    admin_user.refresh_from_db()
+    bob.refresh_from_db()
+    assert admin_user.is_active and not bob.is_active
+    assert [e.target_user for e in events("user.deactivated")] == [bob]
+
+    password_form = f"/admin/chat/user/{admin_user.pk}/password/"
+    response = manager.post(
+        password_form,
+        {"password1": "Take-over-77x", "password2": "Take-over-77x", "usable_password": "true"},
+    )
+    assert response.status_code == 403
+    admin_user.refresh_from_db()
+    assert admin_user.check_password("boss-pw-123")
+    assert manager.post(f"/admin/chat/user/{admin_user.pk}/change/", {}).status_code == 403
+    assert (
+        manager.post(f"/admin/chat/user/{admin_user.pk}/delete/", {"post": "yes"}).status_code
+        == 403
+    )
+    assert User.objects.filter(pk=admin_user.pk).exists()
+
+
+def test_staff_cannot_take_over_an_account_with_more_permissions(bob):
+    manager = signed_in(staff_with("manager", *CHANGES))
+    auditor = staff_with("auditor", *CHANGES, "delete_conversation")
+    response = manager.post(
+        f"/admin/chat/user/{auditor.pk}/password/",
+        {"password1": "Take-over-77x", "password2": "Take-over-77x", "usable_password": "true"},
+    )
+    assert response.status_code == 403
+    response = manager.post(
+        f"/admin/chat/user/{bob.pk}/password/",
+        {"password1": "Fresh-pass-77x", "password2": "Fresh-pass-77x", "usable_password": "true"},
+    )
+    assert response.status_code == 302
+
+
+def test_only_superusers_touch_a_superusers_token(admin_user, as_admin):
+    tokens.store_token(admin_user, "sk-boss-token-0099")
+    record = NoboxToken.objects.get(user=admin_user)
+    manager = signed_in(staff_with("manager", *CHANGES, "delete_noboxtoken"))
+    run_action(manager, "noboxtoken", "revoke_tokens", record.pk)
+    record.refresh_from_db()
+    assert record.state == "active"
+    url = f"/admin/chat/noboxtoken/{record.pk}/change/"
+    assert manager.post(url, token_form(new_token="sk-attacker-0001")).status_code == 403
+    assert stored_token(admin_user) == "sk-boss-token-0099"
+    run_action(as_admin, "noboxtoken", "revoke_tokens", record.pk)
+    record.refresh_from_db()
+    assert record.state == "revoked"
+
+
+def change_form_data(client: Client, user: User, **changes: object) -> dict[str, object]:
+    """What the admin's change form for `user` posts back, with `changes` applied."""
+    form = client.get(f"/admin/chat/user/{user.pk}/change/").context["adminform"].form
+    data = {k: v for k, v in form.initial.items() if v is not None and k != "password"}
+    data.update(date_joined_0="2026-01-01", date_joined_1="00:00:00", is_active="on")
+    data.pop("last_login", None)
+    data.pop("date_joined", None)
+    data.update(changes)
+    return {k: v for k, v in data.items() if v is not False}
+
+
+def test_a_non_superuser_cannot_make_themself_superuser(django_user_model):
+    from django.contrib.auth.models import Permission
+
+    me = staff_with("climber", *CHANGES)
+    client = signed_in(me)
+    everything = list(Permission.objects.values_list("pk", flat=True))
+    data = change_form_data(
+        client, me, is_staff="on", is_superuser="on", user_permissions=everything
+    )
+    response = client.post(f"/admin/chat/user/{me.pk}/change/", data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    me.refresh_from_db()
+    assert not me.is_superuser
+    assert me.user_permissions.count() == len(CHANGES)
+    assert not events("user.made_superuser") and not events("user.permissions_changed")
+
+
+def test_granting_superuser_groups_and_permissions_is_audited(as_admin, admin_user, bob):
+    from django.contrib.auth.models import Group, Permission
+
+    team_admins = Group.objects.create(name="team admins")
+    revoke = Permission.objects.get(codename="change_noboxtoken")
+    data = change_form_data(
+        as_admin,
+        bob,
+        is_staff="on",
+        is_superuser="on",
+        groups=[team_admins.pk],
+        user_permissions=[revoke.pk],
+    )
+    response = as_admin.post(f"/admin/chat/user/{bob.pk}/change/", data)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    bob.refresh_from_db()
+    assert bob.is_superuser
+    for action in ("user.made_superuser", "user.made_staff"):
+        [event] = events(action)
+        assert (event.actor, event.target_user) == (admin_user, bob)
+    assert events("user.groups_changed")[0].detail == "added: team admins"
+    assert events("user.permissions_changed")[0].detail == "added: chat.change_noboxtoken"
+
+    data = change_form_data(as_admin, bob, is_superuser=False, groups=[], user_permissions=[])
+    as_admin.post(f"/admin/chat/user/{bob.pk}/change/", data)
+    assert events("user.superuser_removed")[0].target_user == bob
+    assert "removed: team admins" in [e.detail for e in events("user.groups_changed")]

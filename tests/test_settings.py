@@ -11,7 +11,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 
 from noboxweb.env import env_bool, env_float, env_int, env_list
-from tests.servers import ROOT
+from tests.servers import ROOT, TEST_SECRET_KEY, TEST_TOKEN_KEY
+
+STRONG_KEY = TEST_SECRET_KEY
 
 
 def start_django(**env: str) -> subprocess.CompletedProcess[str]:
@@ -38,7 +40,7 @@ def test_production_refuses_to_start_without_a_secret_key(tmp_path):
 
 
 def test_production_refuses_to_start_without_token_keys(tmp_path):
-    result = start_django(DEBUG="0", SECRET_KEY="s" * 50, NOBOX_VAR_DIR=str(tmp_path))
+    result = start_django(DEBUG="0", SECRET_KEY=STRONG_KEY, NOBOX_VAR_DIR=str(tmp_path))
     assert result.returncode != 0
     assert "NOBOX_TOKEN_KEYS must be set" in result.stderr
 
@@ -82,9 +84,40 @@ def test_ensure_admin_creates_the_first_admin_once(capsys, django_user_model):
 def test_production_refuses_to_start_with_an_invalid_token_key(tmp_path):
     result = start_django(
         DEBUG="0",
-        SECRET_KEY="s" * 50,
+        SECRET_KEY=STRONG_KEY,
         NOBOX_TOKEN_KEYS="not-a-fernet-key",
         NOBOX_VAR_DIR=str(tmp_path),
     )
     assert result.returncode != 0
     assert "NOBOX_TOKEN_KEYS: key 1 is not a valid Fernet key" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "weak",
+    [
+        "short-but-random-Xk29",  # under 50 characters
+        "ab" * 40,  # long, but only two distinct characters
+        "django-insecure-" + "k3J9x-Qm7Z_p2LrT8vWc4NbY6hDs1FgA0eUo5iKtPjHq",  # startproject's
+    ],
+)
+def test_production_refuses_to_start_with_a_weak_secret_key(tmp_path, weak):
+    result = start_django(
+        DEBUG="0", SECRET_KEY=weak, NOBOX_TOKEN_KEYS=TEST_TOKEN_KEY, NOBOX_VAR_DIR=str(tmp_path)
+    )
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: SECRET_KEY is too weak for production" in result.stderr
+
+
+def test_production_starts_with_a_strong_secret_key(tmp_path):
+    result = start_django(
+        DEBUG="0",
+        SECRET_KEY=STRONG_KEY,
+        NOBOX_TOKEN_KEYS=TEST_TOKEN_KEY,
+        NOBOX_VAR_DIR=str(tmp_path),
+    )
+    assert result.stdout.strip() == "started", result.stderr
+
+
+def test_development_accepts_any_secret_key(tmp_path):
+    result = start_django(DEBUG="1", SECRET_KEY="dev", NOBOX_VAR_DIR=str(tmp_path))
+    assert result.stdout.strip() == "started", result.stderr

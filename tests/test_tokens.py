@@ -8,6 +8,7 @@ from django.db import connection
 
 from chat import tokens
 from chat.models import NoboxToken
+from tests.conftest import stored_token
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +27,7 @@ def test_the_database_column_never_holds_the_token(alice):
     raw = raw_column(alice.pk)
     assert TOKEN.encode() not in raw
     assert TOKEN[:8].encode() not in raw
-    assert tokens.token_for(alice) == TOKEN
+    assert stored_token(alice) == TOKEN
 
 
 def test_the_same_token_saved_twice_gives_different_ciphertexts(alice, bob):
@@ -45,14 +46,14 @@ def test_replacing_a_token_keeps_one_record(alice):
     tokens.store_token(alice, TOKEN)
     tokens.store_token(alice, "sk-another-token-9999")
     assert NoboxToken.objects.filter(user=alice).count() == 1
-    assert tokens.token_for(alice) == "sk-another-token-9999"
+    assert stored_token(alice) == "sk-another-token-9999"
 
 
 def test_a_token_written_under_an_old_key_reads_after_rotation(alice, settings):
     old_key = settings.NOBOX_TOKEN_KEYS[0]
     tokens.store_token(alice, TOKEN)
     settings.NOBOX_TOKEN_KEYS = [Fernet.generate_key().decode(), old_key]
-    assert tokens.token_for(alice) == TOKEN
+    assert stored_token(alice) == TOKEN
 
 
 def test_a_tampered_ciphertext_is_unreadable_not_a_crash(alice):
@@ -62,16 +63,16 @@ def test_a_tampered_ciphertext_is_unreadable_not_a_crash(alice):
     forged[len(forged) // 2] ^= 0x01
     NoboxToken.objects.filter(pk=record.pk).update(ciphertext=bytes(forged))
     with pytest.raises(tokens.TokenUnreadable):
-        tokens.token_for(alice)
+        stored_token(alice)
 
 
 def test_a_token_under_a_lost_key_is_unreadable(alice, settings):
     tokens.store_token(alice, TOKEN)
     settings.NOBOX_TOKEN_KEYS = [Fernet.generate_key().decode()]
     with pytest.raises(tokens.TokenUnreadable) as caught:
-        tokens.token_for(alice)
+        stored_token(alice)
     assert TOKEN not in str(caught.value)
 
 
 def test_no_token_is_none(alice):
-    assert tokens.token_for(alice) is None
+    assert stored_token(alice) is None

@@ -21,6 +21,7 @@ import httpx
 from .errors import (
     ConnectionFailed,
     IncompleteStream,
+    InvalidToken,
     MalformedResponse,
     NoboxError,
     NoboxTimeout,
@@ -37,6 +38,7 @@ from .types import (
     Completion,
     Delta,
     ModelInfo,
+    Price,
     RetryPolicy,
     Timeouts,
     Usage,
@@ -50,6 +52,17 @@ CHAT_PATH = "/v1/chat/completions"
 MODELS_PATH = "/models"
 DEFAULT_TIMEOUTS = Timeouts()
 DEFAULT_RETRY = RetryPolicy()
+
+
+class UnsendableToken(InvalidToken):
+    """The token cannot go into an HTTP header (non-ASCII or control characters), so nothing was
+    sent. Like a token Nobox rejects, it must be replaced; the message says why."""
+
+
+UNSENDABLE = (
+    "the Nobox token contains characters that cannot be sent in an HTTP header (only printable "
+    "ASCII is allowed): copy it again from the Nobox dashboard"
+)
 
 
 class NoboxClient:
@@ -204,13 +217,17 @@ class NoboxClient:
     ) -> AsyncIterator[httpx.Response]:
         """Send one attempt; yield the open response only if its status is 2xx."""
         clock.start_attempt()
-        request = self._http.build_request(
-            "POST",
-            self._base + path,
-            content=None if body is None else json.dumps(body).encode(),
-            headers=_headers(token, stream=stream),
-            timeout=self._httpx_timeout,
-        )
+        try:
+            request = self._http.build_request(
+                "POST",
+                self._base + path,
+                content=None if body is None else json.dumps(body).encode(),
+                headers=_headers(token, stream=stream),
+                timeout=self._httpx_timeout,
+            )
+        except UnicodeEncodeError:
+            # No chaining: the encoding error's repr holds the whole header, token included.
+            raise UnsendableToken(UNSENDABLE) from None
         response = await self._connect(request, token, clock)
         try:
             if not response.is_success:
@@ -226,6 +243,9 @@ class NoboxClient:
         except httpx.TimeoutException:
             # Only connect and pool timeouts are set on the request, so this is one of those.
             raise NoboxTimeout("connect") from None
+        except httpx.LocalProtocolError:
+            # h11 refuses a header value with control characters; ours vary only by the token.
+            raise UnsendableToken(UNSENDABLE) from None
         except httpx.TransportError as exc:
             # No chaining: httpx messages can quote request headers, i.e. the token.
             raise ConnectionFailed(
@@ -465,7 +485,7 @@ def _model_from(item: Any) -> ModelInfo:
         public_id=_str_or_none(item.get("public_id")),
         name=_str_or_none(item.get("name")) or model_id,
         pricing=item.get("pricing"),
-        raw=item,
+        price=Price.parse(item.get("pricing")),
     )
 
 

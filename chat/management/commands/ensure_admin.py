@@ -8,7 +8,10 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from chat.models import User
+from chat import audit
+from chat.models import AuditEvent, User
+
+Action = AuditEvent.Action
 
 
 class Command(BaseCommand):
@@ -23,7 +26,9 @@ class Command(BaseCommand):
             self.stdout.write(f"An admin account exists. {self._where_password()}")
             return
         password = options["password"] or secrets.token_urlsafe(12)
-        User.objects.create_superuser(options["username"], "", password)
+        admin = User.objects.create_superuser(options["username"], "", password)
+        for action in (Action.USER_CREATED, Action.USER_MADE_SUPERUSER):
+            audit.record(action, actor=None, actor_name="manage.py ensure_admin", target=admin)
         if not options["password"]:
             path = settings.VAR_DIR / "initial_admin_password"
             path.write_text(password + "\n")

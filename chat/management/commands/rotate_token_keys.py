@@ -17,7 +17,7 @@ class Command(BaseCommand):
     help = "Re-encrypt every Nobox token under the first NOBOX_TOKEN_KEYS key (idempotent)."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        report = rotate_keys()
+        report = rotate_keys(actor_name="manage.py rotate_token_keys")
         self.stdout.write(
             f"Re-encrypted {report.rotated} token(s); {report.current} already under the first "
             f"key; {report.unreadable} unreadable with any key (their owners must re-enter them)."
