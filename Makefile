@@ -7,8 +7,11 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 SIM_PORT ?= 8808
-# Embedded defaults for a local run: DEBUG on, SQLite and secrets under var/, in-memory layer.
+# Embedded defaults for a local run: DEBUG on, SQLite and secrets under var/, one process.
 RUN_ENV := DEBUG=$${DEBUG:-1}
+# daphne with the WebSocket limits of settings (MAX_FRAME_BYTES; close code 1009 above it):
+# plain daphne stops at 1 MiB and drops the connection without a close code.
+SERVE := $(BIN)/python -m noboxweb.serve -b $(HOST) -p $(PORT) noboxweb.asgi:application
 
 .PHONY: run demo test lint typecheck pytest simulator bench setup clean
 
@@ -16,7 +19,7 @@ run: setup
 	$(RUN_ENV) $(BIN)/python manage.py migrate --noinput
 	$(RUN_ENV) $(BIN)/python manage.py ensure_admin
 	@echo "Serving noboxweb at http://$(HOST):$(PORT)/"
-	$(RUN_ENV) $(BIN)/daphne -b $(HOST) -p $(PORT) noboxweb.asgi:application
+	$(RUN_ENV) $(SERVE)
 
 # Offline demo: the Nobox simulator on SIM_PORT and the app pointed at it, with its own database
 # under var/demo/ and a user "demo" who already has a (simulator) token.
@@ -28,7 +31,7 @@ demo: setup
 	$(BIN)/python -m chat.nobox.simulator --port $(SIM_PORT) & sim=$$!; \
 	trap "kill $$sim" EXIT INT TERM; \
 	echo "Sign in at http://$(HOST):$(PORT)/ as demo / demo-password, pick a model, chat."; \
-	$(DEMO_ENV) $(BIN)/daphne -b $(HOST) -p $(PORT) noboxweb.asgi:application
+	$(DEMO_ENV) $(SERVE)
 
 simulator: setup
 	$(BIN)/python -m chat.nobox.simulator --port $(SIM_PORT)
@@ -39,8 +42,9 @@ test: setup
 	$(BIN)/mypy .
 	$(BIN)/pytest
 
+# The relay benchmark (bench/relay.py --help): e.g. `make bench BENCH_ARGS=--quick`.
 bench: setup
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/relay.py $(BENCH_ARGS)
 
 setup: $(VENV)/.installed node_modules/.installed
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,15 +14,100 @@ from typing import Any
 from django.conf import settings
 
 CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-IMAGE_DATA_URL = re.compile(r"^data:image/(png|jpeg|gif|webp);base64,([A-Za-z0-9+/=\s]+)$")
+IMAGE_DATA_URL = re.compile(r"^data:image/(png|jpeg|gif|webp);base64,(.*)$", re.DOTALL)
 AUDIO_FORMATS = {"wav", "mp3"}
+# Half of a UTF-16 pair: JSON can spell one ("\ud83d", what JSON.stringify makes of an emoji cut
+# in two) but UTF-8 cannot encode it, so the database driver would fail on the insert.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# Fields echoed in an error so the browser knows which of its frames failed.
+REF_FIELDS = ("client_id", "conversation")
+# A field name safe to quote back in an error message.
+FIELD_NAME = re.compile(r"^[a-z_]{1,32}$")
 
 
 class FrameError(Exception):
-    def __init__(self, code: str, message: str) -> None:
+    """A refused frame. `ref` is what to echo of it (see frame_ref) when the consumer no longer
+    holds the decoded frame, i.e. when decode_frame itself refused it."""
+
+    def __init__(self, code: str, message: str, ref: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.ref = ref or {}
+
+
+def decode_frame(text_data: str | None, bytes_data: bytes | None, max_bytes: int) -> dict[str, Any]:
+    """The frame as a JSON object with a string `type`, or FrameError; never another exception.
+
+    Nothing here trusts the sender: any JSON value, any nesting, any string may arrive."""
+    if text_data is None:
+        raise FrameError("bad_frame", "Frames are JSON text, not binary.")
+    if longer_than(text_data, max_bytes):
+        raise FrameError("too_large", f"The frame is larger than {_size(max_bytes)}.")
+    try:
+        frame = json.loads(text_data)
+    except (ValueError, RecursionError) as exc:
+        # RecursionError: nesting deeper than the parser's stack ("[[[[..."); not a frame.
+        raise FrameError("bad_frame", "The frame is not valid JSON.") from exc
+    if not isinstance(frame, dict):
+        raise FrameError("bad_frame", "A frame is a JSON object with a type.")
+    ref = frame_ref(frame)
+    if not isinstance(frame.get("type"), str):
+        raise FrameError("unknown_type", "A frame's type must be a string.", ref)
+    broken = _lone_surrogate_field(frame)
+    if broken is not None:
+        raise FrameError(
+            "invalid",
+            f"{broken} contains a broken character (half of a UTF-16 pair, e.g. an emoji cut in "
+            "two); remove it and send again.",
+            ref,
+        )
+    return frame
+
+
+def frame_ref(frame: dict[str, Any]) -> dict[str, str]:
+    """Echo the frame's client_id and conversation in an error so the browser knows what failed."""
+    return {
+        key: frame[key]
+        for key in REF_FIELDS
+        if isinstance(frame.get(key), str)
+        and len(frame[key]) <= 64
+        and not LONE_SURROGATE.search(frame[key])
+    }
+
+
+def longer_than(text: str, max_bytes: int) -> bool:
+    """Whether `text` takes more than `max_bytes` bytes in UTF-8 (what the wire and daphne count).
+
+    A character is 1-4 bytes, so len() settles most cases; only the rest pays for a copy."""
+    if len(text) > max_bytes:
+        return True
+    if len(text) * 4 <= max_bytes or text.isascii():
+        return False
+    # surrogatepass: a lone surrogate counts (3 bytes) rather than failing; it is refused later.
+    return len(text.encode("utf-8", "surrogatepass")) > max_bytes
+
+
+def _lone_surrogate_field(frame: dict[str, Any]) -> str | None:
+    """The top-level field holding a string (a key or a value, at any depth) with a lone
+    surrogate, or None. Iterative: how deep a frame nests is the sender's choice."""
+    for key, value in frame.items():
+        stack: list[object] = [key, value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, str):
+                if LONE_SURROGATE.search(item):
+                    return key if FIELD_NAME.match(key) else "a field"
+            elif isinstance(item, dict):
+                stack.extend(item.keys())
+                stack.extend(item.values())
+            elif isinstance(item, list):
+                stack.extend(item)
+    return None
+
+
+def _size(limit: int) -> str:
+    return f"{limit // 1024 // 1024} MiB" if limit >= 1024 * 1024 else f"{limit} bytes"
 
 
 @dataclass(frozen=True)
@@ -123,8 +209,10 @@ def _max_tokens(value: object) -> int | None:
 def _attachments(value: object) -> list[dict[str, Any]]:
     if not isinstance(value, list):
         raise FrameError("invalid", "attachments must be a list.")
-    if len(value) > 8:
-        raise FrameError("too_large", "At most 8 attachments per message.")
+    if len(value) > settings.MAX_ATTACHMENTS:
+        raise FrameError(
+            "too_large", f"At most {settings.MAX_ATTACHMENTS} attachments per message."
+        )
     return [_attachment(item) for item in value]
 
 
@@ -157,10 +245,22 @@ def _attachment(item: object) -> dict[str, Any]:
 
 
 def _check_base64(data: str) -> None:
+    """Strict standard base64 (no whitespace, no URL-safe alphabet, padded), size checked from
+    the length first so an oversized attachment is never decoded."""
     limit = settings.MAX_ATTACHMENT_BYTES
-    if len(data) * 3 // 4 > limit:
-        raise FrameError("too_large", f"An attachment is larger than {limit // 1024 // 1024} MiB.")
+    if decoded_size(data) > limit:
+        raise FrameError("too_large", f"An attachment is larger than {_size(limit)}.")
+    if not data:
+        raise FrameError("invalid", "An attachment is empty.")
     try:
-        base64.b64decode(data, validate=False)
+        # validate=True refuses any character outside the alphabet instead of skipping it, so
+        # "***" or a stray newline is an error, not a silently different file.
+        base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise FrameError("invalid", "An attachment is not valid base64.") from exc
+
+
+def decoded_size(data: str) -> int:
+    """Bytes that base64 `data` decodes to, from its length alone (exact for valid base64; for
+    anything else decoding refuses it anyway)."""
+    return len(data) * 3 // 4 - data[-2:].count("=")

@@ -1,4 +1,6 @@
-"""ASGI entry point: HTTP goes to Django, WebSockets to Channels behind origin and auth checks."""
+"""ASGI entry point: HTTP goes to Django, WebSockets to Channels behind origin and auth checks.
+
+Serve it with `python -m noboxweb.serve` (daphne with the WebSocket limits of settings)."""
 
 from __future__ import annotations
 
@@ -12,15 +14,15 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from chat.origins import SameOriginMiddleware  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
+        # The full origin (scheme, host, port), not only the host: a page on another port of
+        # the same host must not open a socket with the user's cookies.
+        "websocket": SameOriginMiddleware(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -137,14 +137,14 @@ def simulator(tokens_per_second: float = 50, reply_tokens: int = 120) -> Iterato
 def app_server(
     env: dict[str, str], log_path: Path | None = None
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Serve the app with daphne on a free port; yields (base URL, process)."""
+    """Serve the app with daphne (noboxweb.serve) on a free port; yields (base URL, process)."""
     port = free_port()
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
-            "daphne",
+            "noboxweb.serve",  # daphne with the WebSocket limits of settings, as `make run`
             "-b",
             "127.0.0.1",
             "-p",

@@ -10,10 +10,18 @@ const $ = (selector) => document.querySelector(selector);
 const page = JSON.parse($("#page-data").textContent);
 const urls = $("#chat").dataset;
 const MAX_BANNERS = 4;
+// Close code for a frame over the server's size limit (docs/protocol.md).
+const MESSAGE_TOO_BIG = 1009;
+// A send this large (in characters) whose connection drops before its answer was most likely cut
+// off for its size, by the server or a proxy on the way that closes without 1009 (plain daphne
+// drops anything over 1 MiB): resending it on every reconnect would drop every connection.
+const LARGE_FRAME = 1024 * 1024;
 
 const state = {
   conversation: page.conversation || null,
-  pending: null, // {clientId, frame}: a send awaiting its ack; resent after every reconnect
+  // {clientId, frame, inFlight}: a send awaiting its ack, resent after every reconnect; inFlight
+  // is its length when sent on the current connection, 0 while it waits for one.
+  pending: null,
   closedForGood: false,
   modelsError: null, // why /api/models gave no list, if it did not
 };
@@ -288,7 +296,7 @@ function newClientId() {
 const composer = new Composer($("#composer-form"), {
   onSubmit: send,
   onError: (message) => showBanner(message, { key: "attachment" }),
-});
+}, page.limits);
 
 function send() {
   if (state.pending || composer.isEmpty()) {
@@ -321,9 +329,29 @@ function send() {
     temperature: settings.temperature,
     max_tokens: settings.max_tokens,
   };
-  state.pending = { clientId, frame };
-  const sent = socket.send(frame);
+  state.pending = { clientId, frame, inFlight: 0 };
+  const sent = sendPending();
   composer.lock(sent ? "Sending…" : "Not connected: your message will be sent when the connection is back.");
+}
+
+function sendPending() {
+  state.pending.inFlight = socket.send(state.pending.frame);
+  return state.pending.inFlight > 0;
+}
+
+/** The connection dropped: a pending send that caused it is refused, the others wait to resend. */
+function pendingDropped(code) {
+  const pending = state.pending;
+  if (!pending?.inFlight) return;
+  if (code !== MESSAGE_TOO_BIG && pending.inFlight < LARGE_FRAME) {
+    pending.inFlight = 0;
+    return;
+  }
+  // Nothing was stored: the draft stays, for the user to remove an attachment or shorten it.
+  state.pending = null;
+  composer.unlock();
+  showBanner("The message is too large to send: remove an attachment or shorten the text.",
+             { key: "send" });
 }
 
 stopButton.addEventListener("click", () => {
@@ -395,10 +423,11 @@ const socket = new ReconnectingSocket(chatSocketUrl(), {
     subscribe();
     if (state.pending) {
       // Same client_id: if the first attempt did reach the server, it answers with that message.
-      socket.send(state.pending.frame);
+      sendPending();
       composer.setStatus("Sending…");
     }
   },
+  onDropped: pendingDropped,
   onFrame(frame) {
     handlers[frame.type]?.(frame);
     // Deltas are the hot path: nothing in the chrome changes with them.

@@ -29,6 +29,8 @@ export class ReconnectingSocket {
   /**
    * handlers: onFrame(frame) for every frame but pong; onReady() after each `hello`;
    * onState(state, detail) with state "connecting" | "connected" | "offline";
+   * onDropped(code) when a ready connection closes and will be retried (code 1009: a frame sent
+   * was over the server's size limit);
    * onClosedForGood(code) when the server refuses this session (no more retries).
    */
   constructor(url, handlers) {
@@ -76,11 +78,13 @@ export class ReconnectingSocket {
     ws.addEventListener("close", (event) => this.closed(ws, event));
   }
 
-  /** Sends a frame if the socket is ready; returns false (and sends nothing) otherwise. */
+  /** Sends a frame if the socket is ready; returns its length in characters, or 0 (and sends
+   * nothing) when not ready. */
   send(frame) {
-    if (!this.ready || this.ws?.readyState !== WebSocket.OPEN) return false;
-    this.ws.send(JSON.stringify(frame));
-    return true;
+    if (!this.ready || this.ws?.readyState !== WebSocket.OPEN) return 0;
+    const text = JSON.stringify(frame);
+    this.ws.send(text);
+    return text.length;
   }
 
   get isReady() {
@@ -120,6 +124,7 @@ export class ReconnectingSocket {
 
   closed(ws, event) {
     if (ws !== this.ws) return;
+    const wasReady = this.ready;
     this.ws = null;
     this.ready = false;
     this.stopPinging();
@@ -129,6 +134,7 @@ export class ReconnectingSocket {
       this.handlers.onClosedForGood?.(event.code);
       return;
     }
+    if (wasReady) this.handlers.onDropped?.(event.code);
     this.scheduleRetry();
   }
 
