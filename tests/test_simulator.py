@@ -286,7 +286,7 @@ def test_models_list_has_ids_and_pricing(simulator_url: str, method: str) -> Non
     assert gpt["context_length"] == 128_000
     assert models["sim/echo"]["pricing"] == {"prompt": "0", "completion": "0"}
     faults = ["slow-first-byte", "stall", "cut", "error-mid-stream", "server-error", "html-error"]
-    assert {f"sim/{name}" for name in [*faults, "long", "markdown"]} <= models.keys()
+    assert {f"sim/{name}" for name in [*faults, "long", "markdown", "bench"]} <= models.keys()
 
 
 def test_models_list_needs_a_token(simulator_url: str) -> None:
@@ -470,6 +470,64 @@ def test_server_error_is_a_500_json_error(simulator_url: str) -> None:
 
     assert response.status_code == 500
     assert response.json()["error"]["type"] == "server_error"
+
+
+# --- the benchmark stream -------------------------------------------------------------------
+
+
+def _bench_stream(url: str, text: str, **headers: str) -> tuple[float, list[tuple[float, str]]]:
+    """(request time, [(arrival, content)]) of a streamed sim/bench reply, by wall clock."""
+    body = {"model": "sim/bench", "stream": True, "messages": [{"role": "user", "content": text}]}
+    arrived: list[tuple[float, str]] = []
+    started = time.time()
+    with httpx.stream(
+        "POST", f"{url}/v1/chat/completions", json=body, headers={**AUTH, **headers}, timeout=10
+    ) as response:
+        assert response.status_code == 200
+        for data in _sse_data(response.iter_lines()):
+            choices = [] if data == "[DONE]" else json.loads(data)["choices"]
+            if choices and choices[0]["delta"].get("content"):
+                arrived.append((time.time(), choices[0]["delta"]["content"]))
+    return started, arrived
+
+
+def test_bench_model_stamps_each_chunk_with_the_time_it_was_sent(simulator_url: str) -> None:
+    started, arrived = _bench_stream(simulator_url, "go chunks=11 rate=50")
+    stamps = [simulator.BENCH_STAMP.fullmatch(text.strip()) for _, text in arrived]
+
+    assert all(stamps)
+    indices = [int(m.group(1)) for m in stamps if m]
+    sent = [float(m.group(2)) for m in stamps if m]
+    assert indices == list(range(11))
+    assert all(s <= a for s, (a, _) in zip(sent, arrived, strict=True))
+    assert sent[0] - started < 0.5  # no first-byte delay: a relay's overhead is not hidden
+    # an absolute schedule: chunk k leaves at start + k/50, so ten gaps take about 0.2 s
+    assert 0.19 <= sent[-1] - sent[0] < 1.0
+    assert sent == sorted(sent)
+
+
+def test_bench_model_shape_from_the_prompt_beats_headers(simulator_url: str) -> None:
+    _, from_prompt = _bench_stream(simulator_url, "chunks=3 rate=0", **{"X-Sim-Reply-Tokens": "7"})
+    _, from_header = _bench_stream(simulator_url, "no shape here", **{"X-Sim-Reply-Tokens": "7"})
+
+    assert len(from_prompt) == 3
+    assert len(from_header) == 7
+
+
+@pytest.mark.parametrize("text", ["chunks=0", "chunks=many", "rate=-1"])
+def test_bench_model_rejects_a_bad_shape(simulator_url: str, text: str) -> None:
+    body = {"model": "sim/bench", "messages": [{"role": "user", "content": text}]}
+    response = httpx.post(f"{simulator_url}/v1/chat/completions", json=body, headers=AUTH)
+
+    assert response.status_code == 400
+    assert text.split("=")[0] in response.json()["error"]["message"]
+
+
+def test_bench_model_text_is_its_shape() -> None:
+    model = simulator.find_model("sim/bench")
+    text = simulator.reply_text(model, [{"role": "user", "content": "chunks=2"}], 120)
+
+    assert text == "[k=0 t=0.000000] [k=1 t=0.000000] "
 
 
 # --- in process -----------------------------------------------------------------------------

@@ -6,9 +6,12 @@ client at `http://127.0.0.1:8808/_f_`. Behaviour is chosen by the token and the 
 
 - tokens: missing or `invalid...` -> 401, `ratelimited...` -> 429, `broke...` -> 400
   insufficient_funds on completions; anything else is accepted;
-- models: see `MODELS`; the `sim/...` ones script faults (slow first byte, stall, cut, ...).
+- models: see `MODELS`; the `sim/...` ones script faults (slow first byte, stall, cut, ...);
+  `sim/bench` is the benchmark's upstream (see `bench_piece`).
 
 Per-request headers `X-Sim-Tokens-Per-Second` and `X-Sim-Reply-Tokens` override the config.
+For `sim/bench`, `chunks=N` and `rate=R` in the last user message override both: a relay in
+between forwards the prompt but not our headers, so that is how a benchmark sets each stream.
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ class Script(Enum):
     ERROR_MID_STREAM = "error-mid-stream"
     SERVER_ERROR = "server-error"
     HTML_ERROR = "html-error"
+    BENCH = "bench"
 
 
 MID_STREAM_FAULTS = frozenset({Script.STALL, Script.CUT, Script.ERROR_MID_STREAM})
@@ -112,6 +116,7 @@ MODELS: tuple[Model, ...] = (
     Model("sim/error-mid-stream", "Simulator: error mid-stream", script=Script.ERROR_MID_STREAM),
     Model("sim/server-error", "Simulator: 500", script=Script.SERVER_ERROR),
     Model("sim/html-error", "Simulator: 502 HTML page", script=Script.HTML_ERROR),
+    Model("sim/bench", "Simulator: benchmark stream", script=Script.BENCH),
 )
 
 FILLER = (
@@ -304,19 +309,28 @@ def check_token(token: str) -> None:
         raise ApiError(429, "rate_limit_exceeded", "Rate limit exceeded", [(b"retry-after", b"1")])
 
 
+def _bounded(what: str, raw: str, parse: Callable[[str], N], low: N, high: N) -> N:
+    try:
+        value = parse(raw.strip())
+    except ValueError:
+        raise invalid(f"{what} is not a number") from None
+    if not low <= value <= high:  # also rejects nan
+        raise invalid(f"{what} must be between {low} and {high}")
+    return value
+
+
 def _header_number(
     headers: Mapping[str, str], name: str, parse: Callable[[str], N], default: N, low: N, high: N
 ) -> N:
     raw = headers.get(name)
-    if raw is None:
-        return default
-    try:
-        value = parse(raw.strip())
-    except ValueError:
-        raise invalid(f"header {name} is not a number") from None
-    if not low <= value <= high:  # also rejects nan
-        raise invalid(f"header {name} must be between {low} and {high}")
-    return value
+    return default if raw is None else _bounded(f"header {name}", raw, parse, low, high)
+
+
+def _prompt_number(
+    text: str, name: str, parse: Callable[[str], N], default: N, low: N, high: N
+) -> N:
+    found = re.search(rf"(?<!\S){name}=(\S+)", text)
+    return default if found is None else _bounded(f"{name}=", found.group(1), parse, low, high)
 
 
 # --- the reply ------------------------------------------------------------------------------
@@ -348,11 +362,44 @@ def _attachment_note(content: str | list[dict[str, Any]]) -> str:
     return f"Received {images} image(s) and {audio} audio part(s).\n\n"
 
 
-def reply_text(model: Model, messages: list[dict[str, Any]], reply_tokens: int) -> str:
-    """The deterministic markdown answer to the last user message."""
+def _last_user_content(messages: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
     users = [m for m in messages if m["role"] == "user"]
     content: str | list[dict[str, Any]] = users[-1]["content"] if users else ""
+    return content
+
+
+# --- the benchmark stream ---------------------------------------------------------------------
+
+BENCH_STAMP = re.compile(r"\[k=(\d+) t=(\d+\.\d+)\]")
+
+
+def bench_piece(index: int, sent_at: float) -> str:
+    """Chunk `index` of a `sim/bench` reply, stamped with the wall-clock time it was sent.
+
+    time.time() is one clock for every process of a machine, so a client anywhere downstream
+    (straight from us or through a relay, which may merge chunks) finds each chunk's stamp in
+    the text it rebuilt and takes its lag as arrival time minus stamp. See BENCH_STAMP.
+    """
+    return f"[k={index} t={sent_at:.6f}] "
+
+
+def bench_shape(messages: list[dict[str, Any]], chunks: int, rate: float) -> tuple[int, float]:
+    """`chunks=N` and `rate=R` (chunks a second, 0 = at once) from the last user message."""
+    said = " ".join(_texts(_last_user_content(messages)))
+    return (
+        _prompt_number(said, "chunks", int, chunks, 1, MAX_REPLY_TOKENS),
+        _prompt_number(said, "rate", float, rate, 0.0, 1e6),
+    )
+
+
+def reply_text(model: Model, messages: list[dict[str, Any]], reply_tokens: int) -> str:
+    """The deterministic markdown answer to the last user message."""
+    content = _last_user_content(messages)
     said, note = " ".join(_texts(content)), _attachment_note(content)
+    if model.script is Script.BENCH:
+        # the shape only: a stream stamps each chunk with the time it really leaves
+        chunks, _ = bench_shape(messages, reply_tokens, 0.0)
+        return "".join(bench_piece(k, 0.0) for k in range(chunks))
     if model.script is Script.ECHO:
         # verbatim, so tests can send exactly the markdown (or the hostile HTML) they need
         return (said + ("\n\n" + note if note else "")).strip() or "(empty message)"
@@ -418,7 +465,11 @@ def build_reply(
     size = _header_number(
         headers, "x-sim-reply-tokens", int, config.reply_tokens, 1, MAX_REPLY_TOKENS
     )
-    pieces = split_pieces(reply_text(model, call.messages, size))
+    if model.script is Script.BENCH:
+        size, speed = bench_shape(call.messages, size, speed)
+        pieces = [bench_piece(k, time.time()) for k in range(size)]
+    else:
+        pieces = split_pieces(reply_text(model, call.messages, size))
     limit = call.max_tokens or len(pieces)
     return Reply(
         id=f"chatcmpl-{uuid.uuid4().hex[:24]}",
@@ -496,12 +547,31 @@ async def _send_deltas(send: Send, reply: Reply, start: int, stop: int) -> None:
         await _event(send, reply.chunk({"content": reply.pieces[i]}, finish))
 
 
+async def _send_scheduled(send: Send, reply: Reply) -> None:
+    """The `sim/bench` stream: chunk k is due at start + k / rate, stamped when it goes out.
+
+    An absolute schedule, unlike `_pace`: on a busy machine a late chunk does not push back
+    every later one, so the stream keeps its rate and the stamps show when it really sent.
+    """
+    began, last = time.monotonic(), len(reply.pieces) - 1
+    for i in range(last + 1):
+        if reply.tokens_per_second > 0:
+            delay = began + i / reply.tokens_per_second - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        finish = reply.finish_reason if i == last else None
+        await _event(send, reply.chunk({"content": bench_piece(i, time.time())}, finish))
+
+
 async def _stream(send: Send, reply: Reply) -> None:
     script = reply.model.script
     await _start(send, 200, "text/event-stream; charset=utf-8", [(b"cache-control", b"no-cache")])
     await _event(send, reply.chunk({"role": "assistant", "content": ""}))
     fault_at = FAULT_AFTER_DELTAS if script in MID_STREAM_FAULTS else len(reply.pieces)
-    await _send_deltas(send, reply, 0, fault_at)
+    if script is Script.BENCH:
+        await _send_scheduled(send, reply)
+    else:
+        await _send_deltas(send, reply, 0, fault_at)
     if script is Script.CUT:
         await _drop_connection(send)
         return
