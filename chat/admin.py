@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from axes.admin import AccessAttemptAdmin  # type: ignore[import-untyped]
-from axes.models import AccessAttempt  # type: ignore[import-untyped]
+from axes.admin import AccessAttemptAdmin
+from axes.models import AccessAttempt
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
@@ -25,6 +25,7 @@ from chat import audit, tokens, upstream
 from chat.forms import token_or_error
 from chat.models import AuditEvent, Conversation, Message, NoboxToken, User
 from chat.nobox import NoboxError
+from chat.sign_out import deactivate_user, sign_out_everywhere
 from chat.views import explain
 
 Action = AuditEvent.Action
@@ -165,6 +166,8 @@ class TeamUserAdmin(UserAdmin):  # type: ignore[type-arg]
         before = User.objects.filter(pk=obj.pk).values(*AUDITED_FLAGS).first() if change else None
         super().save_model(request, obj, form, change)
         audit_user_save(before, obj, request)
+        if before and before["is_active"] and not obj.is_active:
+            sign_out_everywhere(obj)
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         before = privileges_of(form.instance)
@@ -213,10 +216,14 @@ class TeamUserAdmin(UserAdmin):  # type: ignore[type-arg]
             if not active and user.pk == request.user.pk:
                 messages.error(request, "You cannot deactivate your own account.")
                 continue
-            before = {flag: getattr(user, flag) for flag in AUDITED_FLAGS}
-            user.is_active = active
-            user.save(update_fields=["is_active"])  # signals sign a deactivated user out
-            audit_user_save(before, user, request)
+            if active:
+                user.is_active = True
+                user.save(update_fields=["is_active"])
+                audit.record(
+                    Action.USER_REACTIVATED, actor=_actor(request), target=user, request=request
+                )
+            else:
+                deactivate_user(user, _actor(request), request)
             changed += 1
         messages.success(request, f"{changed} user(s) {'re' if active else 'de'}activated.")
 
@@ -248,9 +255,10 @@ class NoboxTokenForm(forms.ModelForm[NoboxToken]):
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         new_token = data.get("new_token", "")
-        if self.instance.pk is None and not new_token and "new_token" not in self.errors:
+        adding = self.instance._state.adding
+        if adding and not new_token and "new_token" not in self.errors:
             self.add_error("new_token", "Enter the token to store.")
-        creating_team = self.instance.pk is None and data.get("user") is None
+        creating_team = adding and data.get("user") is None
         if creating_team and NoboxToken.objects.filter(is_team=True).exists():
             self.add_error("user", "A team token exists already: edit it instead, or pick a user.")
         return data

@@ -8,4 +8,4 @@ class ChatConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from chat import accounts  # noqa: F401  (connects the account signal handlers)
+        from chat import sign_out  # noqa: F401  (connects its signal handlers)

@@ -17,7 +17,7 @@ class TokenBucket:
     def __init__(self, rate: float, burst: int) -> None:
         if not rate > 0:
             raise ValueError(f"rate must be positive, not {rate}")
-        if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+        if type(burst) is not int or burst < 1:  # a bool is an int to isinstance
             raise ValueError(f"burst must be a whole number of at least 1, not {burst!r}")
         self.rate = rate
         self.burst = burst

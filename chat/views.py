@@ -52,7 +52,6 @@ def _chat_page(request: HttpRequest, conversation: Conversation | None) -> HttpR
         "temperature": conversation.temperature if conversation else None,
         "max_tokens": conversation.max_tokens if conversation else None,
         "messages": messages_data,
-        "has_token": NoboxToken.objects.filter(user=user).exists(),
         "limits": page_limits(),
     }
     return render(

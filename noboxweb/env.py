@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 from django.core.exceptions import ImproperlyConfigured
+
+from noboxweb.environ import env_number
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -31,27 +31,17 @@ def env_bool(name: str, default: bool) -> bool:
 
 
 def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
-    return _env_number(name, default, float, minimum, "a number")
+    try:
+        return env_number(os.environ, name, float, default, minimum=minimum)
+    except ValueError as exc:
+        raise ImproperlyConfigured(str(exc)) from None
 
 
 def env_int(name: str, default: int, *, minimum: int = 0) -> int:
-    return _env_number(name, default, int, minimum, "a whole number")
-
-
-N = TypeVar("N", int, float)
-
-
-def _env_number(name: str, default: N, parse: Callable[[str], N], minimum: N, kind: str) -> N:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
     try:
-        value = parse(raw)
+        return env_number(os.environ, name, int, default, minimum=minimum)
     except ValueError as exc:
-        raise ImproperlyConfigured(f"{name} must be {kind}, not {raw!r}") from exc
-    if value < minimum:
-        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {value}")
-    return value
+        raise ImproperlyConfigured(str(exc)) from None
 
 
 def env_list(name: str, default: list[str] | None = None) -> list[str]:

@@ -169,8 +169,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 
 # Threads that run ORM calls for async code (chat.database); with PostgreSQL keep it at or below
-# DATABASE_POOL_MAX.
-DATABASE_THREADS = env_int("DATABASE_THREADS", 8, minimum=1)
+# DATABASE_POOL_MAX. SQLite takes one writer at a time and makes the others poll its lock with
+# sleeps of up to 100 ms, so there one thread that runs every call in turn is much faster.
+_SQLITE = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+DATABASE_THREADS = env_int("DATABASE_THREADS", 1 if _SQLITE else 8, minimum=1)
 
 # Redis carries relay events between server processes (pub/sub, chat.replies.bus); without it
 # the app runs as one process. No channel layer is used.
@@ -268,6 +270,7 @@ NOBOX_FIRST_BYTE_TIMEOUT = env_float("NOBOX_FIRST_BYTE_TIMEOUT", 60.0)
 NOBOX_STALL_TIMEOUT = env_float("NOBOX_STALL_TIMEOUT", 60.0)
 NOBOX_TOTAL_TIMEOUT = env_float("NOBOX_TOTAL_TIMEOUT", 900.0)
 NOBOX_RETRY_ATTEMPTS = env_int("NOBOX_RETRY_ATTEMPTS", 3, minimum=1)
+NOBOX_FAST_TRANSPORT = env_bool("NOBOX_FAST_TRANSPORT", True)
 
 # --- Replies -----------------------------------------------------------------------------------
 # Deltas are coalesced into frames at most this often (seconds): a fast model must not mean
@@ -286,6 +289,10 @@ REPLY_SWEEP_INTERVAL = env_float("REPLY_SWEEP_INTERVAL", 5.0)
 RELAY_WATCHDOG_INTERVAL = env_float("RELAY_WATCHDOG_INTERVAL", 1.0)
 RELAY_SNAPSHOT_FALLBACK = env_float("RELAY_SNAPSHOT_FALLBACK", 3.0)
 RELAY_SILENCE_CHECK = env_float("RELAY_SILENCE_CHECK", 5.0)
+# A socket's session (still signed in, password unchanged, user active) is re-checked at a frame
+# when its last check is older than this (seconds); sign-out, deactivation and password changes
+# are pushed to sockets at once anyway.
+SESSION_RECHECK = env_float("SESSION_RECHECK", 30.0)
 # Frames a socket may have waiting to be written; past that it is resynchronised from a snapshot.
 SOCKET_QUEUE_FRAMES = env_int("SOCKET_QUEUE_FRAMES", 500, minimum=10)
 

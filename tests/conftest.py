@@ -6,10 +6,16 @@ Alice owns things, Bob is a teammate who must not see Alice's things, Charlie ha
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.servers import ON_CI, ROOT, service_or_skip, simulator
+
+if TYPE_CHECKING:
+    from pytest_django.fixtures import Settings
+
+    from chat.models import User
 
 __all__ = ["ON_CI", "ROOT", "service_or_skip"]
 
@@ -22,24 +28,24 @@ def simulator_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def nobox(settings: pytest.FixtureRequest, simulator_url: str) -> str:
+def nobox(settings: Settings, simulator_url: str) -> str:
     """Point the app at the simulator for this test."""
-    settings.NOBOX_BASE_URL = simulator_url  # type: ignore[attr-defined]
+    settings.NOBOX_BASE_URL = simulator_url
     return simulator_url
 
 
 @pytest.fixture
-def alice(django_user_model):  # type: ignore[no-untyped-def]
+def alice(django_user_model: type[User]) -> User:
     return django_user_model.objects.create_user("alice", "alice@example.com", "alice-password")
 
 
 @pytest.fixture
-def bob(django_user_model):  # type: ignore[no-untyped-def]
+def bob(django_user_model: type[User]) -> User:
     return django_user_model.objects.create_user("bob", "bob@example.com", "bob-password")
 
 
 @pytest.fixture
-def charlie(django_user_model):  # type: ignore[no-untyped-def]
+def charlie(django_user_model: type[User]) -> User:
     return django_user_model.objects.create_user("charlie", "charlie@example.com", "charlie-pw")
 
 
@@ -48,7 +54,7 @@ BOB_TOKEN = "sk-bob-token-0002"
 
 
 @pytest.fixture
-def alice_token(alice):  # type: ignore[no-untyped-def]
+def alice_token(alice: User) -> str:
     from chat import tokens
 
     tokens.store_token(alice, ALICE_TOKEN)
@@ -56,14 +62,14 @@ def alice_token(alice):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def bob_token(bob):  # type: ignore[no-untyped-def]
+def bob_token(bob: User) -> str:
     from chat import tokens
 
     tokens.store_token(bob, BOB_TOKEN)
     return BOB_TOKEN
 
 
-def stored_token(user) -> str | None:  # type: ignore[no-untyped-def]
+def stored_token(user: User) -> str | None:
     """The user's own token as stored, decrypted: what the tests check was saved."""
     from chat import tokens
     from chat.models import NoboxToken

@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -108,61 +108,48 @@ def create_user(
 
 
 @contextmanager
-def simulator(tokens_per_second: float = 50, reply_tokens: int = 120) -> Iterator[str]:
+def simulator(
+    tokens_per_second: float = 50, reply_tokens: int = 120, log_path: Path | None = None
+) -> Iterator[str]:
+    """The Nobox simulator as a real process on a free port; yields its base URL."""
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "chat.nobox.simulator",
-            "--port",
-            str(port),
-            "--tokens-per-second",
-            str(tokens_per_second),
-            "--reply-tokens",
-            str(reply_tokens),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port, proc=proc)
+    argv = ["-m", "chat.nobox.simulator", "--port", str(port)]
+    argv += ["--tokens-per-second", str(tokens_per_second), "--reply-tokens", str(reply_tokens)]
+    with _listening(argv, port, log_path=log_path):
         yield f"http://127.0.0.1:{port}/_f_"
-    finally:
-        stop(proc)
 
 
 @contextmanager
 def app_server(
-    env: dict[str, str], log_path: Path | None = None
+    env: dict[str, str], log_path: Path | None = None, command: Sequence[str] = ("noboxweb.serve",)
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Serve the app with daphne (noboxweb.serve) on a free port; yields (base URL, process)."""
+    """Serve the app with `python -m <command>` on a free port; yields (base URL, process). The
+    default is daphne with the WebSocket limits of settings, as `make run` serves it."""
     port = free_port()
-    log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "noboxweb.serve",  # daphne with the WebSocket limits of settings, as `make run`
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "noboxweb.asgi:application",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_for_port(port, timeout=30, proc=proc)
+    argv = ["-m", *command, "-b", "127.0.0.1", "-p", str(port), "noboxweb.asgi:application"]
+    with _listening(argv, port, env, log_path, timeout=30) as proc:
         yield f"http://127.0.0.1:{port}", proc
+
+
+@contextmanager
+def _listening(
+    argv: list[str],
+    port: int,
+    env: dict[str, str] | None = None,
+    log_path: Path | None = None,
+    timeout: float = 20.0,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`python argv` from the checkout, its output in `log_path` (or dropped), once it listens
+    on `port`; stopped on the way out."""
+    with open(log_path or os.devnull, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, *argv], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_for_port(port, timeout=timeout, proc=proc)
+        yield proc
     finally:
         stop(proc)
-        if log_path:
-            log.close()  # type: ignore[union-attr]
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

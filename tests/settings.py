@@ -23,3 +23,7 @@ REPLY_FLUSH_INTERVAL = 0.01
 # WhiteNoise serves from the finders in tests; an empty STATIC_ROOT keeps it from warning.
 STATIC_ROOT = VAR_DIR / "static"  # noqa: F405
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+# The test database is a file, like the embedded default, not SQLite's shared-cache memory
+# database: there a reader and a writer on two threads collide on table locks ("database table
+# is locked") that a real deployment never sees, since WAL lets readers run beside the writer.
+DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}  # noqa: F405

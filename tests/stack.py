@@ -26,6 +26,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Origin
 
 from chat.nobox.simulator import find_model, reply_text
+from tests.protocol import Page, send_frame
 from tests.servers import app_env, app_server, login, manage, service_or_skip, simulator
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -57,9 +58,10 @@ SWEEP_TIMEOUT = ORPHAN_AFTER + SWEEP_INTERVAL + 15.0
 @dataclass
 class Stack:
     database_url: str
-    url1: str  # process 1: generates the replies, killed by the last test
+    url1: str  # process 1: generates the replies
     url2: str  # process 2: the other sockets
-    proc1: subprocess.Popen[bytes]
+    env: dict[str, str]  # what both run with, for another process of the same stack
+    password: str  # alice's
     sim_url: str
     cookies1: httpx.Cookies  # a session signed in through process 1 ("browser A")
     cookies2: httpx.Cookies  # another session of the same user, through process 2 ("browser B")
@@ -111,18 +113,33 @@ def running_stack(
         logs = [tmp / "daphne-1.log", tmp / "daphne-2.log"]
         # Shown with a failing test's captured setup output.
         print(f"daphne logs: {logs[0]} {logs[1]}; database {db_name}; Redis prefix {prefix}")
-        url1, proc1 = cleanup.enter_context(app_server(env, log_path=logs[0]))
+        url1, _ = cleanup.enter_context(app_server(env, log_path=logs[0]))
         url2, _ = cleanup.enter_context(app_server(env, log_path=logs[1]))
         yield Stack(
             database_url=database_url,
             url1=url1,
             url2=url2,
-            proc1=proc1,
+            env=env,
+            password=password,
             sim_url=sim_url,
             cookies1=login(url1, "alice", password),
             cookies2=login(url2, "alice", password),
             logs=logs,
         )
+
+
+@contextmanager
+def third_process(
+    stack: Stack, log: Path
+) -> Iterator[tuple[str, httpx.Cookies, subprocess.Popen[bytes]]]:
+    """One more app process of the stack, with a session of its own: for a test that kills a
+    process, so that the two every other test shares live on, whatever the order."""
+    with app_server(stack.env, log_path=log) as (url, proc):
+        stack.logs.append(log)
+        try:
+            yield url, login(url, "alice", stack.password), proc
+        finally:
+            stack.logs.remove(log)
 
 
 def _create_database(name: str) -> None:
@@ -197,19 +214,14 @@ async def row_until(
 
 class ChatClient:
     """One browser tab: reads every frame in the background and rebuilds each reply's text the
-    way the page does (upsert by id, snapshot replaces, delta appends at its offset, done
-    replaces). A delta whose offset is not the current length is a gap or a duplicate: recorded
-    as a problem, and every later wait fails on it."""
+    way the page does (`page`, tests/protocol.py); a problem the page records (a gap, an
+    overlap) fails every later wait."""
 
     def __init__(self, name: str, ws: ClientConnection) -> None:
         self.name = name
         self.ws = ws
         self.frames: list[dict[str, Any]] = []
-        self.texts: dict[str, str] = {}  # reply id -> text the page shows
-        self.streamed: dict[str, str] = {}  # reply id -> text the page showed when done came
-        self.snapshots: dict[str, list[str]] = {}
-        self.deltas: dict[str, int] = {}
-        self.problems: list[str] = []
+        self.page = Page()
         self.closed = False
         self._changed = asyncio.Event()
         self._reader = asyncio.create_task(self._read(), name=f"{name} reader")
@@ -238,20 +250,11 @@ class ChatClient:
         self, text: str, model: str, conversation: str | None = None
     ) -> tuple[str, str]:
         """`send` a turn; returns (conversation id, reply id) from its ack."""
-        client_id = uuid.uuid4().hex
-        await self.send(
-            {
-                "type": "send",
-                "client_id": client_id,
-                "conversation": conversation,
-                "text": text,
-                "model": model,
-                "system": None,
-                "temperature": None,
-                "max_tokens": None,
-            }
+        frame = send_frame(
+            text, model, conversation, system=None, temperature=None, max_tokens=None
         )
-        ack = await self.expect("ack", client_id=client_id)
+        await self.send(frame)
+        ack = await self.expect("ack", client_id=frame["client_id"])
         assert ack["duplicate"] is False
         user, reply = ack["messages"]
         assert (user["role"], reply["role"], reply["status"]) == ("user", "assistant", "streaming")
@@ -314,7 +317,7 @@ class ChatClient:
             ) from None
 
     def check(self) -> None:
-        assert not self.problems, f"{self.name}: {self.problems}"
+        assert not self.page.problems, f"{self.name}: {self.page.problems}"
         errors = [f for f in self.frames if f["type"] == "error"]
         assert not errors, f"{self.name} got error frames: {errors}"
 
@@ -327,42 +330,15 @@ class ChatClient:
             async for raw in self.ws:
                 frame = json.loads(raw)
                 self.frames.append(frame)
-                self._apply(frame)
+                self.page.apply(frame)
                 self._changed.set()
         except ConnectionClosed:
             pass  # a killed server: the waits report the closed socket
         except Exception as exc:
-            self.problems.append(f"reader failed: {exc!r}")
+            self.page.problems.append(f"reader failed: {exc!r}")
         finally:
             self.closed = True
             self._changed.set()
-
-    def _apply(self, frame: dict[str, Any]) -> None:
-        kind = frame["type"]
-        if kind in {"ack", "history", "messages"}:
-            for message in frame["messages"]:
-                self.texts[message["id"]] = message["content"]
-        elif kind == "snapshot":
-            self.texts[frame["reply"]] = frame["text"]
-            self.snapshots.setdefault(frame["reply"], []).append(frame["text"])
-        elif kind == "delta":
-            reply = frame["reply"]
-            if reply not in self.texts:
-                self.problems.append(f"delta for a reply never announced: {frame}")
-                return
-            current = self.texts[reply]
-            if frame["offset"] != len(current):
-                self.problems.append(
-                    f"delta at offset {frame['offset']} onto {len(current)} characters "
-                    f"({'overlap' if frame['offset'] < len(current) else 'gap'}): {frame}"
-                )
-                return
-            self.texts[reply] = current + frame["text"]
-            self.deltas[reply] = self.deltas.get(reply, 0) + 1
-        elif kind == "done":
-            reply = frame["reply"]
-            self.streamed[reply] = self.texts.get(reply, "")
-            self.texts[reply] = frame["message"]["content"]
 
     def trace(self, reply_id: str) -> str:
         """The reply's frames as this socket got them, short: for failure messages."""
@@ -397,12 +373,17 @@ OpenPair = Callable[[], Awaitable[tuple[ChatClient, ChatClient]]]
 
 
 @asynccontextmanager
-async def client_pairs(stack: Stack) -> AsyncIterator[OpenPair]:
-    """Opens ("A" on process 1, "B" on process 2) when called; closes whatever is left open."""
+async def client_pairs(
+    stack: Stack, a_on: tuple[str, httpx.Cookies] | None = None
+) -> AsyncIterator[OpenPair]:
+    """Opens ("A" on process 1, or on the (URL, session) `a_on`; "B" on process 2) when called;
+    closes whatever is left open."""
     opened: list[ChatClient] = []
+    a_url, a_cookies = a_on or (stack.url1, stack.cookies1)
+    a_name = "A (process 1)" if a_on is None else f"A ({a_url})"
 
     async def open_pair() -> tuple[ChatClient, ChatClient]:
-        a = await ChatClient.open("A (process 1)", stack.url1, stack.cookies1)
+        a = await ChatClient.open(a_name, a_url, a_cookies)
         opened.append(a)
         b = await ChatClient.open("B (process 2)", stack.url2, stack.cookies2)
         opened.append(b)
@@ -434,7 +415,7 @@ def _errors(log: Path) -> str:
 def assert_shown(reply_id: str, expected: str, *clients: ChatClient) -> None:
     """Each client followed the reply to exactly `expected` before `done` replaced it."""
     for client in clients:
-        shown = client.streamed[reply_id]
+        shown = client.page.streamed[reply_id]
         assert shown == expected, (
             f"{client.name} was shown {len(shown)} characters, not the {len(expected)} stored; "
             f"it ends {shown[-40:]!r}, the stored text ends {expected[-40:]!r}\n"

@@ -224,6 +224,27 @@ def test_deactivating_signs_the_user_out_everywhere(as_admin, alice):
         assert device.get("/").status_code == 302
 
 
+def test_unticking_active_on_the_user_form_signs_the_user_out_everywhere(as_admin, alice):
+    laptop = Client()
+    laptop.force_login(alice)
+    page = as_admin.get(f"/admin/chat/user/{alice.pk}/change/")
+    form = page.context["adminform"].form
+    data = {
+        name: value
+        for name, value in form.initial.items()
+        if value is not None and name not in {"password", "groups", "user_permissions"}
+    }
+    data.update(is_active="", date_joined_0="2026-01-01", date_joined_1="00:00:00")
+    data.pop("last_login", None)
+    data.pop("date_joined", None)
+    response = as_admin.post(f"/admin/chat/user/{alice.pk}/change/", data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    alice.refresh_from_db()
+    assert not alice.is_active
+    assert events("user.deactivated")[0].target_user == alice
+    assert Session.objects.count() == 1, "alice's session outlived her deactivation"
+
+
 def test_an_admin_cannot_deactivate_themself(as_admin, admin_user):
     as_admin.post(
         "/admin/chat/user/", {"action": "deactivate_users", "_selected_action": [admin_user.pk]}
@@ -315,7 +336,7 @@ def signed_in(user: User) -> Client:
     return client
 
 
-def run_action(client: Client, model: str, action: str, *pks: int):  # type: ignore[no-untyped-def]
+def run_action(client: Client, model: str, action: str, *pks: int):
     return client.post(f"/admin/chat/{model}/", {"action": action, "_selected_action": pks})
 
 

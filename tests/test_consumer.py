@@ -4,17 +4,22 @@ channel layer and the Nobox simulator over real HTTP."""
 from __future__ import annotations
 
 import json
+from typing import Any, TypeVar
 
 import httpx
 import pytest
 from channels.testing import WebsocketCommunicator
+from django.db.models import Model
 
 from chat import tokens
 from chat.consumers import ChatConsumer
 from chat.database import in_db_pool
-from chat.models import Conversation, Message
+from chat.models import Conversation, Message, User
 from chat.replies import generation, sweep
-from tests.ws import connect, frames_until, send_frame, send_raw, streamed_text
+from tests.protocol import send_frame, streamed_text
+from tests.ws import connect, frames_until, send_raw
+
+M = TypeVar("M", bound=Model)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -25,13 +30,15 @@ async def upstream_calls(simulator_url: str) -> int:
     return int(stats["chat_completions"])
 
 
-async def send_and_finish(communicator: WebsocketCommunicator, frame: dict) -> list[dict]:
+async def send_and_finish(
+    communicator: WebsocketCommunicator, frame: dict[str, Any]
+) -> list[dict[str, Any]]:
     await communicator.send_json_to(frame)
     return await frames_until(communicator, "done")
 
 
-def rows(model: type, **filters: object) -> list:
-    return list(model.objects.filter(**filters).order_by("pk"))
+def rows(model: type[M], **filters: object) -> list[M]:
+    return list(model._default_manager.filter(**filters).order_by("pk"))
 
 
 async def test_it_streams_a_reply_and_stores_both_messages(alice, alice_token, nobox):
@@ -282,12 +289,13 @@ async def test_an_unreadable_token_asks_to_re_enter_it(alice, alice_token, setti
     await ws.disconnect()
 
 
-async def _reply_for(user, token: str, model: str) -> dict:
+async def _reply_for(user: User, token: str, model: str) -> dict[str, Any]:
     await in_db_pool(tokens.store_token)(user, token)
     ws = await connect(user)
     frames = await send_and_finish(ws, send_frame("hi", model=model))
     await ws.disconnect()
-    return frames[-1]["message"]
+    message: dict[str, Any] = frames[-1]["message"]
+    return message
 
 
 @pytest.mark.parametrize(
@@ -508,7 +516,7 @@ async def test_the_text_is_checkpointed_while_it_streams(alice, alice_token, nob
     ws = await connect(alice)
     await ws.send_json_to(send_frame("long please", model="sim/long"))
     reply_id = (await frames_until(ws, "ack"))[-1]["messages"][1]["id"]
-    checkpoints = set()
+    checkpoints: set[str] = set()
     while len(checkpoints) < 2:
         row = await Message.objects.aget(public_id=reply_id)
         assert row.status == "streaming", "the reply ended before two checkpoints"
@@ -521,9 +529,10 @@ async def test_the_text_is_checkpointed_while_it_streams(alice, alice_token, nob
 
 
 async def test_deactivation_closes_an_open_socket_without_waiting_for_a_frame(alice):
+    from chat.sign_out import deactivate_user
+
     ws = await connect(alice)
-    alice.is_active = False
-    await in_db_pool(alice.save)()
+    await in_db_pool(deactivate_user)(alice, None)
     output = await ws.receive_output(timeout=5)
     assert output == {"type": "websocket.close", "code": 4403}
 

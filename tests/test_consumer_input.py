@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from chat.models import Message
-from tests.ws import connect, send_frame, send_raw
+from tests.protocol import send_frame
+from tests.ws import connect, send_raw
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

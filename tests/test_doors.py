@@ -11,6 +11,7 @@ import io
 import logging
 import subprocess
 import sys
+from typing import Any
 
 import httpx
 import pytest
@@ -18,6 +19,7 @@ from axes.models import AccessAttempt
 from django.core.management import CommandError, call_command
 from django.test import Client
 from django.views.debug import SafeExceptionReporterFilter
+from pytest_django.fixtures import Settings
 
 from chat import tokens
 from chat.models import AuditEvent, NoboxToken, User
@@ -106,6 +108,19 @@ def test_the_command_refuses_a_non_ascii_token(alice, monkeypatch):
     assert not NoboxToken.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("username", "stdin", "refusal"),
+    [("nobody", "sk-some-token-0001\n", "No user 'nobody'"), ("alice", "\n", "standard input")],
+)
+def test_the_command_saves_nothing_without_a_user_or_a_token(
+    alice, monkeypatch, username, stdin, refusal
+):
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    with pytest.raises(CommandError, match=refusal):
+        call_command("set_nobox_token", username)
+    assert not NoboxToken.objects.exists()
+
+
 # --- a bad token already stored: explained, never a 500 ------------------------------------------
 
 
@@ -189,7 +204,7 @@ def test_every_configured_log_handler_redacts():
 def test_a_logged_header_error_is_written_without_the_token():
     [console] = [h for h in logging.getLogger().handlers if type(h) is logging.StreamHandler]
     out = io.StringIO()
-    previous = console.setStream(out)  # type: ignore[attr-defined]
+    previous = console.setStream(out)
     try:
         try:
             httpx.Headers({"Authorization": f"Bearer {NB_HYPHEN_TOKEN}"})
@@ -199,7 +214,7 @@ def test_a_logged_header_error_is_written_without_the_token():
             )
         logging.getLogger("chat").warning("sent Authorization: Bearer sk-plain-SECRETPART-0001")
     finally:
-        console.setStream(previous)  # type: ignore[attr-defined]
+        console.setStream(previous)
     written = out.getvalue()
     assert "Task exception was never retrieved" in written and "Traceback" in written
     assert "Bearer [redacted]" in written
@@ -233,7 +248,7 @@ def test_audit_rows_from_commands_name_the_command(alice, monkeypatch, settings)
 # --- login throttling -----------------------------------------------------------------------------
 
 
-def sign_in(client: Client, username: str, password: str, **extra: str):  # type: ignore[no-untyped-def]
+def sign_in(client: Client, username: str, password: str, **extra: Any):
     return client.post("/accounts/login/", {"username": username, "password": password}, **extra)
 
 
@@ -277,12 +292,14 @@ def test_admins_see_lockouts_in_the_admin(alice, as_admin, settings):
 # --- the client address behind proxies -----------------------------------------------------------
 
 
-def audited_address(settings, remote: str, forwarded: str | None, proxies: int) -> str | None:  # type: ignore[no-untyped-def]
+def audited_address(
+    settings: Settings, remote: str, forwarded: str | None, proxies: int
+) -> str | None:
     settings.TRUSTED_PROXY_COUNT = proxies
     user = User.objects.create_user(f"u{User.objects.count()}")
     client = Client(REMOTE_ADDR=remote)
     client.force_login(user)
-    headers = {} if forwarded is None else {"HTTP_X_FORWARDED_FOR": forwarded}
+    headers: dict[str, Any] = {} if forwarded is None else {"HTTP_X_FORWARDED_FOR": forwarded}
     client.post("/settings/", {"action": "remove"}, **headers)
     tokens.store_token(user, "sk-whatever-0001")  # so "remove" has something to audit
     client.post("/settings/", {"action": "remove"}, **headers)

@@ -59,7 +59,7 @@ async def clients(faults: FaultStack) -> AsyncIterator[OpenPair]:
 
 
 def shown_share(client: ChatClient, reply: str) -> float:
-    return len(client.texts.get(reply, "")) / len(FULL_REPLY)
+    return len(client.page.texts.get(reply, "")) / len(FULL_REPLY)
 
 
 def log_lines(stack: Stack, needle: str) -> list[int]:

@@ -7,11 +7,13 @@ import asyncio
 from dataclasses import dataclass
 
 import pytest
+from channels.testing import WebsocketCommunicator
 
 from chat.database import in_db_pool
-from chat.models import Conversation, Message
+from chat.models import Conversation, Message, User
 from chat.replies import events
 from chat.replies.hub import get_hub
+from tests.protocol import streamed_text
 from tests.ws import connect, frames_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -34,7 +36,7 @@ class StandInGeneration:
 
 
 @in_db_pool
-def streaming_reply(owner, content: str = "") -> tuple[str, str]:  # type: ignore[no-untyped-def]
+def streaming_reply(owner: User, content: str = "") -> tuple[str, str]:
     conversation = Conversation.objects.create(owner=owner, title="t", next_seq=3)
     Message.objects.create(conversation=conversation, seq=1, role="user", content="hi")
     reply = Message.objects.create(
@@ -49,21 +51,7 @@ def finish(reply_id: str, text: str) -> events.DoneEvent:
     return events.done(Message.objects.get(public_id=reply_id).to_wire())
 
 
-def shown(frames: list[dict], reply_id: str) -> str:
-    """What the page shows, failing on any gap or overlap."""
-    text = ""
-    for frame in frames:
-        if frame.get("reply") != reply_id:
-            continue
-        if frame["type"] == "snapshot":
-            text = frame["text"]
-        elif frame["type"] == "delta":
-            assert frame["offset"] == len(text), f"gap or overlap at {frame['offset']}"
-            text += frame["text"]
-    return text
-
-
-async def watching(alice, conversation: str):  # type: ignore[no-untyped-def]
+async def watching(alice: User, conversation: str) -> WebsocketCommunicator:
     ws = await connect(alice)
     await ws.send_json_to({"type": "subscribe", "conversation": conversation})
     return ws
@@ -112,7 +100,7 @@ async def test_a_socket_that_falls_behind_is_resynchronised_not_skipped(alice, s
     generation = StandInGeneration(reply, conversation)
     await hub.register(generation)
     ws = await watching(alice, conversation)
-    await frames_until(ws, "snapshot")
+    frames = await frames_until(ws, "snapshot")
 
     # Fifty pieces with no chance for the socket to write in between.
     for i in range(50):
@@ -121,9 +109,9 @@ async def test_a_socket_that_falls_behind_is_resynchronised_not_skipped(alice, s
         generation.text += piece
     await asyncio.sleep(0.2)  # the final write
     hub.publish(conversation, await finish(reply, generation.text))
-    frames = await frames_until(ws, "done")
+    frames += await frames_until(ws, "done")
 
-    assert shown(frames, reply) == generation.text
+    assert streamed_text(frames, reply) == generation.text
     deltas = [f for f in frames if f["type"] == "delta"]
     assert len(deltas) < 50, "nothing was dropped: the socket never fell behind"
     hub.unregister(generation)
@@ -180,5 +168,25 @@ async def test_stop_reaches_the_generation_of_this_process(alice):
             break
         await asyncio.sleep(0.02)
     assert generation.stopped
+    hub.unregister(generation)
+    await ws.disconnect()
+
+
+async def test_deltas_waiting_in_a_row_go_out_as_one_frame(alice):
+    conversation, reply = await streaming_reply(alice)
+    hub = await get_hub()
+    generation = StandInGeneration(reply, conversation)
+    await hub.register(generation)
+    ws = await watching(alice, conversation)
+    frames = await frames_until(ws, "snapshot")
+    joined = len(frames)
+
+    for i in range(30):  # faster than the socket can write: they wait in its queue
+        piece = f"[{i}]"
+        hub.publish(conversation, events.delta(reply, len(generation.text), piece))
+        generation.text += piece
+    while streamed_text(frames, reply) != generation.text:
+        frames.append(await ws.receive_json_from(timeout=5))
+    assert len(frames) - joined < 30, "every delta went out on its own"
     hub.unregister(generation)
     await ws.disconnect()

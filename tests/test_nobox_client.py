@@ -5,6 +5,7 @@ import json
 from contextlib import aclosing
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import pytest
@@ -86,8 +87,9 @@ class Upstream:
             raise reply
         return reply
 
-    def body(self, index: int = 0) -> dict:
-        return json.loads(self.requests[index].content)
+    def body(self, index: int = 0) -> dict[str, Any]:
+        body: dict[str, Any] = json.loads(self.requests[index].content)
+        return body
 
 
 class Sleeps:
@@ -100,13 +102,13 @@ class Sleeps:
         self.delays.append(delay)
 
 
-def chunk(text=None, *, finish=None, role=None, usage=None, choices=True) -> dict:
+def chunk(text=None, *, finish=None, role=None, usage=None, choices=True) -> dict[str, Any]:
     delta = {}
     if role:
         delta["role"] = role
     if text is not None:
         delta["content"] = text
-    data = {
+    data: dict[str, Any] = {
         "id": "chatcmpl-42",
         "object": "chat.completion.chunk",
         "model": "openai/gpt-4o",
@@ -117,7 +119,7 @@ def chunk(text=None, *, finish=None, role=None, usage=None, choices=True) -> dic
     return data
 
 
-def event(payload: dict | str) -> bytes:
+def event(payload: dict[str, Any] | str) -> bytes:
     data = payload if isinstance(payload, str) else json.dumps(payload)
     return f"data: {data}\n\n".encode()
 
@@ -217,7 +219,7 @@ async def test_a_stream_cut_into_3_byte_pieces_with_crlf_yields_the_same_text(no
     upstream = Upstream(sse(*(raw[i : i + 3] for i in range(0, len(raw), 3))))
     items = await collect(nobox(upstream).stream_chat(TOKEN, HELLO))
     assert items[:2] == [Delta("Grüße "), Delta("🙂")]
-    assert items[2].finish_reason == "stop"
+    assert isinstance(items[2], Completed) and items[2].finish_reason == "stop"
 
 
 async def test_keep_alive_comments_are_not_text(nobox):
@@ -243,7 +245,7 @@ async def test_it_sends_the_openai_stream_request(nobox):
 
 
 async def test_it_passes_options_and_content_parts_through_untouched(nobox):
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"role": "system", "content": "Be brief."},
         {
             "role": "user",
@@ -390,6 +392,20 @@ async def test_documented_errors_map_to_typed_errors(nobox, status, error_type, 
     assert exc.message == "Insufficient wallet balance"
 
 
+@pytest.mark.parametrize(
+    "body",
+    [{"error": "Insufficient wallet balance"}, {"message": "Insufficient wallet balance"}]
+    + [
+        {"detail": "Insufficient wallet balance"},
+        {"message": "", "detail": "Insufficient wallet balance"},
+    ],
+)
+async def test_the_message_is_found_in_the_other_error_shapes(nobox, body):
+    upstream = Upstream(httpx.Response(402, json=body))
+    _, exc = await collect_until_error(nobox(upstream, retry=NO_RETRY).stream_chat(TOKEN, HELLO))
+    assert (type(exc), exc.status, exc.message) == (BadRequest, 402, "Insufficient wallet balance")
+
+
 async def test_openai_style_error_code_selects_the_class(nobox):
     body = {"error": {"type": "invalid_request_error", "code": "model_not_found", "message": "?"}}
     upstream = Upstream(httpx.Response(404, json=body))
@@ -521,7 +537,8 @@ async def test_a_connect_timeout_is_retried(nobox):
 async def test_a_connect_timeout_every_time_is_a_connect_timeout(nobox):
     upstream = Upstream(*(httpx.ConnectTimeout("timed out") for _ in range(3)))
     _, exc = await collect_until_error(nobox(upstream).stream_chat(TOKEN, HELLO))
-    assert (type(exc), exc.phase, exc.code) == (NoboxTimeout, "connect", "timeout")
+    assert isinstance(exc, NoboxTimeout)
+    assert (exc.phase, exc.code) == ("connect", "timeout")
 
 
 async def test_a_cut_before_any_text_is_retried(nobox):
@@ -573,7 +590,7 @@ async def test_slow_headers_hit_the_first_byte_timeout_without_retry(nobox):
     upstream = Upstream(Pause(5), sse(*hello_stream()))
     client = nobox(upstream, timeouts=quick(first_byte=0.05))
     _, exc = await collect_until_error(client.stream_chat(TOKEN, HELLO))
-    assert (type(exc), exc.phase) == (NoboxTimeout, "first_byte")
+    assert isinstance(exc, NoboxTimeout) and exc.phase == "first_byte"
     assert len(upstream.requests) == 1
 
 
@@ -581,7 +598,7 @@ async def test_keep_alives_do_not_count_as_the_first_byte(nobox):
     upstream = Upstream(sse(b": PROCESSING\n\n", Pause(5), *hello_stream()))
     client = nobox(upstream, timeouts=quick(first_byte=0.05))
     _, exc = await collect_until_error(client.stream_chat(TOKEN, HELLO))
-    assert (type(exc), exc.phase) == (NoboxTimeout, "first_byte")
+    assert isinstance(exc, NoboxTimeout) and exc.phase == "first_byte"
 
 
 async def test_a_stream_that_goes_quiet_hits_the_stall_timeout(nobox):
@@ -589,7 +606,7 @@ async def test_a_stream_that_goes_quiet_hits_the_stall_timeout(nobox):
     client = nobox(upstream, timeouts=quick(stall=0.05))
     items, exc = await collect_until_error(client.stream_chat(TOKEN, HELLO))
     assert items == [Delta("Hel")]
-    assert (type(exc), exc.phase) == (NoboxTimeout, "stall")
+    assert isinstance(exc, NoboxTimeout) and exc.phase == "stall"
     assert len(upstream.requests) == 1
 
 
@@ -609,7 +626,7 @@ async def test_a_steady_but_endless_stream_hits_the_total_timeout(nobox):
     upstream = Upstream(sse(*trickle, event("[DONE]")))
     client = nobox(upstream, timeouts=quick(stall=0.5, total=0.15))
     items, exc = await collect_until_error(client.stream_chat(TOKEN, HELLO))
-    assert (type(exc), exc.phase) == (NoboxTimeout, "total")
+    assert isinstance(exc, NoboxTimeout) and exc.phase == "total"
     assert 0 < len(items) < 50
 
 
@@ -625,7 +642,9 @@ async def test_a_retry_that_would_outlast_the_total_budget_is_not_attempted(nobo
 # --- non-streaming -----------------------------------------------------------------------
 
 
-def completion_body(text: str | None, finish: str = "stop", usage: dict | None = None) -> dict:
+def completion_body(
+    text: str | None, finish: str = "stop", usage: dict[str, Any] | None = None
+) -> dict[str, Any]:
     body = {
         "id": "cmpl-7",
         "object": "chat.completion",

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -35,6 +37,7 @@ from tests.stack import (
     reply_row,
     row_until,
     running_stack,
+    third_process,
     upstream_calls,
 )
 
@@ -61,7 +64,7 @@ async def test_joining_mid_reply_on_another_process_shows_the_same_text(
 ) -> None:
     a, b = await clients()
     conversation, reply = await a.send_message(PROMPT, "sim/long")
-    await a.wait_until(lambda: a.deltas.get(reply, 0) >= 3, "three deltas", FRAME_TIMEOUT)
+    await a.wait_until(lambda: a.page.deltas.get(reply, 0) >= 3, "three deltas", FRAME_TIMEOUT)
     assert not any(f["type"] == "done" for f in a.frames if f.get("reply") == reply)
 
     history = await b.subscribe(conversation)
@@ -72,8 +75,8 @@ async def test_joining_mid_reply_on_another_process_shows_the_same_text(
 
     # B caught up from a snapshot of the text so far (process 1 answered its sync through
     # Redis), then followed live deltas with no gap and no overlap.
-    assert b.snapshots.get(reply), f"B got no snapshot: {b._summary()}"
-    assert b.deltas.get(reply, 0) > 0, "B saw no live delta after joining"
+    assert b.page.snapshots.get(reply), f"B got no snapshot: {b._summary()}"
+    assert b.page.deltas.get(reply, 0) > 0, "B saw no live delta after joining"
     assert done_a == done_b
     assert done_a["status"] == "complete"
     row = await reply_row(stack, reply)
@@ -113,7 +116,7 @@ async def test_stop_from_another_process_stops_the_reply(stack: Stack, clients: 
     _, reply = await a.send_message(PROMPT, "sim/long", conversation=conversation)
     # B learns of the new turn through Redis and follows it from its first delta.
     await b.expect("messages", conversation=conversation)
-    await b.wait_until(lambda: b.deltas.get(reply, 0) >= 3, "three deltas", FRAME_TIMEOUT)
+    await b.wait_until(lambda: b.page.deltas.get(reply, 0) >= 3, "three deltas", FRAME_TIMEOUT)
 
     await b.send({"type": "stop", "conversation": conversation})
     done_b = await b.done(reply, timeout=FRAME_TIMEOUT)
@@ -176,7 +179,7 @@ async def test_a_hundred_replies_at_once_arrive_whole_on_both_processes(stack: S
             row = await reply_row(stack, reply)
             assert (row.status, row.content) == ("complete", expected), f"reply {i}: {row}"
             assert_shown(reply, expected, senders[i], watchers[i])
-            assert watchers[i].deltas.get(reply, 0) > 0, f"watcher {i} saw no live delta"
+            assert watchers[i].page.deltas.get(reply, 0) > 0, f"watcher {i} saw no live delta"
         assert_no_problems(*senders, *watchers)
     finally:
         await asyncio.gather(*(client.close() for client in opened), return_exceptions=True)
@@ -219,10 +222,18 @@ async def test_the_same_send_on_both_processes_stores_one_turn_and_calls_nobox_o
 
 
 async def test_killed_process_leaves_an_interrupted_reply_with_its_checkpoint(
-    stack: Stack, clients: OpenPair
+    stack: Stack, tmp_path: Path
 ) -> None:
-    """Last: it kills process 1."""
-    a, watcher = await clients()
+    """The process killed is a third one of its own: the stack's two serve the other tests."""
+    with third_process(stack, tmp_path / "daphne-killed.log") as (url, cookies, proc):
+        async with client_pairs(stack, a_on=(url, cookies)) as open_pair:
+            a, watcher = await open_pair()
+            await _kill_mid_reply(stack, a, watcher, proc)
+
+
+async def _kill_mid_reply(
+    stack: Stack, a: ChatClient, watcher: ChatClient, proc: subprocess.Popen[bytes]
+) -> None:
     conversation = await a.new_conversation()
     await watcher.subscribe(conversation)
     _, reply = await a.send_message(PROMPT, "sim/long", conversation=conversation)
@@ -237,8 +248,8 @@ async def test_killed_process_leaves_an_interrupted_reply_with_its_checkpoint(
     await asyncio.sleep(CHECKPOINT_INTERVAL / 2)
     before_kill = await reply_row(stack, reply)
     assert before_kill.status == "streaming", "the reply must still be running when killed"
-    stack.proc1.send_signal(signal.SIGKILL)
-    await asyncio.to_thread(stack.proc1.wait, 10)
+    proc.send_signal(signal.SIGKILL)
+    await asyncio.to_thread(proc.wait, 10)
 
     # Process 2's sweep finds the stale heartbeat and tells the watcher.
     done = await watcher.done(reply, timeout=SWEEP_TIMEOUT)
@@ -250,8 +261,8 @@ async def test_killed_process_leaves_an_interrupted_reply_with_its_checkpoint(
     assert row.content, "an interrupted reply keeps its checkpointed text"
     assert row.content.startswith(before_kill.content), "the last checkpoint was lost"
     assert len(row.content) < len(FULL_REPLY) and FULL_REPLY.startswith(row.content)
-    assert watcher.streamed[reply].startswith(row.content), (
+    assert watcher.page.streamed[reply].startswith(row.content), (
         "the stored text is not a prefix of what the watcher was shown"
     )
-    assert FULL_REPLY.startswith(watcher.streamed[reply])
+    assert FULL_REPLY.startswith(watcher.page.streamed[reply])
     assert_no_problems(watcher)

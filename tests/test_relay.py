@@ -114,7 +114,7 @@ def test_a_gap_holds_the_piece_and_asks_for_a_snapshot():
     # The snapshot fills the hole as a delta (the browser keeps what it has), then the held
     # piece follows on.
     assert cursor.on_snapshot("abcd") == [Piece(2, "cd"), Piece(4, "ef")]
-    assert cursor.sent == 6 and not cursor.needs_sync and not cursor.held
+    assert (cursor.sent, cursor.needs_sync, cursor.held) == (6, False, [])
 
 
 def test_a_gap_filled_by_the_missing_piece_needs_no_snapshot():

@@ -13,7 +13,8 @@ from django.test import AsyncClient
 
 from chat.database import in_db_pool
 from chat.models import AuditEvent, Conversation, NoboxToken, User
-from tests.ws import connect, frames_until, send_frame
+from tests.protocol import send_frame
+from tests.ws import connect, frames_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -34,7 +35,7 @@ async def test_no_token_appears_anywhere(alice, bob, charlie, nobox, caplog):
     await admin.aforce_login(boss)
     await user_client.aforce_login(alice)
 
-    async def keep(response) -> None:  # type: ignore[no-untyped-def]
+    async def keep(response) -> None:  # a test client response (its type is private to the stubs)
         assert response.status_code < 500, response.status_code
         seen.append(response.content.decode(errors="replace"))
 

@@ -34,11 +34,11 @@ async def test_sigterm_mid_reply_keeps_the_text_and_says_the_server_restarted(tm
             client = await ChatClient.open("tab", url, login(url, "alice", "alice-password-123"))
             _, reply = await client.send_message(PROMPT, "sim/long")
             await client.wait_until(
-                lambda: client.deltas.get(reply, 0) >= 5, "five deltas", timeout=15
+                lambda: client.page.deltas.get(reply, 0) >= 5, "five deltas", timeout=15
             )
             proc.send_signal(signal.SIGTERM)
             proc.wait(20)
     status, content, why = stored(tmp_path, reply)
     assert status == "interrupted"
-    assert content and content.startswith(client.texts[reply])
+    assert content and content.startswith(client.page.texts[reply])
     assert "restarted" in why

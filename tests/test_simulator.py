@@ -5,67 +5,32 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from chat.nobox import simulator
+from tests import servers
 
-REPO = Path(__file__).resolve().parent.parent
 TOKEN = "sk-test"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-HELLO = [{"role": "user", "content": "Tell me about café culture"}]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"simulator exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    pytest.fail(f"simulator did not listen on {port}:\n{log.read_text()}")
+HELLO: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "Tell me about café culture"}
+]
 
 
 @pytest.fixture(scope="module")
 def simulator_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real simulator process; tokens come as fast as possible unless a test asks otherwise."""
-    port = _free_port()
     log = tmp_path_factory.mktemp("simulator") / "simulator.log"
-    command = [sys.executable, "-m", "chat.nobox.simulator", "--port", str(port)]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [*command, "--tokens-per-second", "0"], cwd=REPO, stdout=out, stderr=subprocess.STDOUT
-        )
-    try:
-        _wait_for_port(port, proc, log)
-        url = f"http://127.0.0.1:{port}/_f_"
+    with servers.simulator(tokens_per_second=0, log_path=log) as url:
         assert f"base URL: {url}" in log.read_text()
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _chat(model: str = "gpt-4o", **extra: Any) -> dict[str, Any]:
@@ -222,32 +187,78 @@ def test_broke_token_can_still_list_models(simulator_url: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "problem"),
     [
-        b"{not json",
-        b"[]",
-        {"messages": HELLO},
-        {"model": 4, "messages": HELLO},
-        {"model": "gpt-4o"},
-        {"model": "gpt-4o", "messages": []},
-        {"model": "gpt-4o", "messages": "hi"},
-        {"model": "gpt-4o", "messages": [{"role": "robot", "content": "hi"}]},
-        {"model": "gpt-4o", "messages": [{"role": "user", "content": 7}]},
-        {"model": "gpt-4o", "messages": [{"role": "user", "content": [{"type": "video"}]}]},
-        {"model": "gpt-4o", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
-        _chat(temperature=-0.1),
-        _chat(temperature="warm"),
-        _chat(temperature=True),
-        _chat(max_tokens=0),
-        _chat(max_tokens=1.5),
-        _chat(max_tokens=True),
-        _chat(stream="yes"),
-        _chat(stream=True, stream_options={"include_usage": "yes"}),
+        (b"{not json", "not valid JSON"),
+        (b"\xff", "not valid JSON"),
+        (b"[]", "must be a JSON object"),
+        ({"messages": HELLO}, "`model` is required"),
+        ({"model": 4, "messages": HELLO}, "`model` is required"),
+        ({"model": "gpt-4o"}, "`messages` is required"),
+        ({"model": "gpt-4o", "messages": []}, "`messages` is required"),
+        ({"model": "gpt-4o", "messages": "hi"}, "`messages` is required"),
+        ({"model": "gpt-4o", "messages": ["hi"]}, "needs a role"),
+        ({"model": "gpt-4o", "messages": [{"role": "robot", "content": "hi"}]}, "needs a role"),
+        ({"model": "gpt-4o", "messages": [{"role": "user", "content": 7}]}, "string or a list"),
+        ({"model": "gpt-4o", "messages": [{"role": "user", "content": ["hi"]}]}, "content parts"),
+        (
+            {"model": "gpt-4o", "messages": [{"role": "user", "content": [{"type": "video"}]}]},
+            "content parts",
+        ),
+        (
+            {"model": "gpt-4o", "messages": [{"role": "user", "content": [{"type": 3}]}]},
+            "content parts",
+        ),
+        (
+            {"model": "gpt-4o", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
+            "content parts",
+        ),
+        (
+            {"model": "gpt-4o", "messages": [{"role": "user", "content": [{"type": "text"}]}]},
+            "content parts",
+        ),
+        (_chat(temperature=-0.1), "`temperature` must be"),
+        (_chat(temperature=2.5), "`temperature` must be"),
+        (_chat(temperature="warm"), "`temperature` must be"),
+        (_chat(temperature=True), "`temperature` must be"),
+        (_chat(max_tokens=0), "`max_tokens` must be at least 1"),
+        (_chat(max_tokens=1.5), "`max_tokens` must be an integer"),
+        (_chat(max_tokens=True), "`max_tokens` must be an integer"),
+        (_chat(stream="yes"), "`stream` must be a boolean"),
+        (_chat(stream=True, stream_options="all"), "`stream_options` an object"),
+        (_chat(stream=True, stream_options={"include_usage": "yes"}), "include_usage"),
     ],
 )
-def test_invalid_requests_are_400(simulator_url: str, body: bytes | dict[str, Any]) -> None:
+def test_an_invalid_request_is_refused_saying_what_is_wrong(
+    body: bytes | dict[str, Any], problem: str
+) -> None:
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    response = httpx.post(f"{simulator_url}/v1/chat/completions", content=content, headers=AUTH)
+    with pytest.raises(simulator.ApiError) as caught:
+        simulator.parse_chat(content)
+    assert (caught.value.status, caught.value.type) == (400, "invalid_request_error")
+    assert problem in str(caught.value)
+
+
+def test_a_valid_request_keeps_what_the_reply_needs() -> None:
+    parts = [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBO"}},
+        {"type": "input_audio", "input_audio": {"data": "UklGR", "format": "wav"}},
+    ]
+    body = _chat(
+        messages=[{"role": "user", "content": parts}],
+        temperature=0,
+        max_tokens=9,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    call = simulator.parse_chat(json.dumps(body).encode())
+    assert call == simulator.ChatCall("gpt-4o", body["messages"], True, True, 9)
+
+
+@pytest.mark.parametrize("body", [b"{not json", json.dumps(_chat(max_tokens=0)).encode()])
+def test_invalid_requests_are_400(simulator_url: str, body: bytes) -> None:
+    response = httpx.post(f"{simulator_url}/v1/chat/completions", content=body, headers=AUTH)
 
     assert response.status_code == 400
     error = response.json()["error"]

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import pytest
 from channels.testing import WebsocketCommunicator
+from django.test import Client
 
 from chat.database import in_db_pool
+from chat.models import User
 from tests.ws import connect
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-async def session_socket(client, user) -> WebsocketCommunicator:  # type: ignore[no-untyped-def]
+async def session_socket(client: Client, user: User) -> WebsocketCommunicator:
     from noboxweb.asgi import application
 
     await in_db_pool(client.force_login)(user)
@@ -47,7 +49,7 @@ async def test_signing_out_leaves_the_other_sessions_sockets_open(alice, client)
     await mine.disconnect()
 
 
-async def test_a_password_changed_elsewhere_closes_the_socket_at_its_next_frame(alice, client):
+async def test_a_password_changed_elsewhere_closes_the_socket_at_once(alice, client):
     ws = await session_socket(client, alice)
 
     def change_password() -> None:
@@ -55,6 +57,20 @@ async def test_a_password_changed_elsewhere_closes_the_socket_at_its_next_frame(
         alice.save()
 
     await in_db_pool(change_password)()
+    assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
+
+
+async def test_a_session_ended_unannounced_closes_the_socket_at_a_later_frame(
+    alice, client, settings
+):
+    from django.contrib.sessions.models import Session
+
+    settings.SESSION_RECHECK = 0  # every frame checks
+    ws = await session_socket(client, alice)
+    await ws.send_json_to({"type": "ping"})
+    assert await ws.receive_json_from(timeout=5) == {"type": "pong"}
+    # Deleted behind the app's back (an expired-session cleanup, a database restore): no signal.
+    await Session.objects.all().adelete()
     await ws.send_json_to({"type": "ping"})
     assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
 

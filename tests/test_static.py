@@ -4,6 +4,7 @@ and nothing from npm but the files the pages use."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from django.core.management import call_command
 from django.test import override_settings
@@ -16,7 +17,7 @@ PRODUCTION_STORAGES = {
 }
 
 
-def collect(tmp_path):  # type: ignore[no-untyped-def]
+def collect(tmp_path: Path) -> Path:
     with override_settings(STORAGES=PRODUCTION_STORAGES, STATIC_ROOT=tmp_path):
         call_command("collectstatic", "--noinput", verbosity=0)
     return tmp_path

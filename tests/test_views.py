@@ -216,7 +216,9 @@ def test_the_page_takes_its_limits_from_the_settings(as_alice, settings):
     settings.MAX_MESSAGE_CHARS = 1234
     settings.MAX_OUTPUT_TOKENS = 777
     response = as_alice.get("/")
-    data = json.loads(re.search(r'id="page-data"[^>]*>(.*?)</script>', response.text, re.S)[1])
+    found = re.search(r'id="page-data"[^>]*>(.*?)</script>', response.text, re.S)
+    assert found, "no page data in the page"
+    data = json.loads(found[1])
     assert data["limits"]["max_attachments"] == 3
     assert data["limits"]["max_attachment_bytes"] == settings.MAX_ATTACHMENT_BYTES
     assert 'id="composer" rows="1" maxlength="1234"' in response.text

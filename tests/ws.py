@@ -1,9 +1,9 @@
-"""Helpers for driving the chat consumer with Channels' WebsocketCommunicator."""
+"""Helpers for driving the chat consumer with Channels' WebsocketCommunicator (the frames
+themselves, and what a page makes of them: tests/protocol.py)."""
 
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
 from channels.testing import WebsocketCommunicator
@@ -31,33 +31,6 @@ async def frames_until(
         frames.append(frame)
         if frame["type"] == frame_type:
             return frames
-
-
-def send_frame(
-    text: str, model: str = "sim/echo", conversation: str | None = None, **extra: Any
-) -> dict[str, Any]:
-    return {
-        "type": "send",
-        "client_id": uuid.uuid4().hex,
-        "conversation": conversation,
-        "text": text,
-        "model": model,
-        **extra,
-    }
-
-
-def streamed_text(frames: list[dict[str, Any]], reply_id: str) -> str:
-    """What a browser following snapshot/delta frames would show for the reply."""
-    text = ""
-    for frame in frames:
-        if frame.get("reply") != reply_id:
-            continue
-        if frame["type"] == "snapshot":
-            text = frame["text"]
-        elif frame["type"] == "delta":
-            assert frame["offset"] == len(text), "delta leaves a gap or overlaps"
-            text += frame["text"]
-    return text
 
 
 async def send_raw(communicator: WebsocketCommunicator, payload: Any) -> None:

@@ -43,6 +43,7 @@ from .types import (
     Timeouts,
     Usage,
 )
+from .types import str_or_none as _str_or_none
 
 logger = logging.getLogger(__name__)
 
@@ -513,10 +514,6 @@ def _usage_from(value: Any) -> Usage | None:
 
 def _is_count(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _str_or_none(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 def _describe_failure(exc: Exception, token: str) -> str:

@@ -12,6 +12,8 @@ import re
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
+from .types import str_or_none
+
 TimeoutPhase = Literal["connect", "first_byte", "stall", "total"]
 
 _MAX_MESSAGE = 500
@@ -19,14 +21,9 @@ _SECONDS = re.compile(r"\d+(\.\d+)?")
 
 
 class NoboxError(Exception):
-    """Base class. ``code`` is stable and machine-readable; ``message`` is safe to show.
-
-    ``retryable`` tells the caller whether trying the same request again later may work;
-    the client's own automatic retries follow the narrower rules in ``NoboxClient``.
-    """
+    """Base class. ``code`` is stable and machine-readable; ``message`` is safe to show."""
 
     code: str = "nobox_error"
-    retryable: bool = False
 
     def __init__(
         self, message: str, *, status: int | None = None, upstream_type: str | None = None
@@ -64,7 +61,6 @@ class ModelNotFound(NoboxError):
 
 class RateLimited(NoboxError):
     code = "rate_limited"
-    retryable = True
 
     def __init__(
         self,
@@ -80,7 +76,6 @@ class RateLimited(NoboxError):
 
 class UpstreamError(NoboxError):
     code = "upstream_error"
-    retryable = True
 
 
 class MalformedResponse(NoboxError):
@@ -89,12 +84,10 @@ class MalformedResponse(NoboxError):
 
 class IncompleteStream(NoboxError):
     code = "incomplete_stream"
-    retryable = True
 
 
 class NoboxTimeout(NoboxError):
     code = "timeout"
-    retryable = True
 
     def __init__(self, phase: TimeoutPhase, message: str | None = None) -> None:
         super().__init__(message or _TIMEOUT_MESSAGES[phase])
@@ -103,7 +96,6 @@ class NoboxTimeout(NoboxError):
 
 class ConnectionFailed(NoboxError):
     code = "connection_failed"
-    retryable = True
 
 
 _TIMEOUT_MESSAGES: dict[TimeoutPhase, str] = {
@@ -189,11 +181,11 @@ def _describe(payload: Any) -> tuple[str | None, str | None, str | None]:
         return None, None, None
     error = payload.get("error")
     if isinstance(error, dict):
-        kind, code = _str_or_none(error.get("type")), _str_or_none(error.get("code"))
-        return kind, code, _str_or_none(error.get("message"))
+        kind, code = str_or_none(error.get("type")), str_or_none(error.get("code"))
+        return kind, code, str_or_none(error.get("message"))
     if isinstance(error, str):
         return None, None, error
-    message = _str_or_none(payload.get("message")) or _str_or_none(payload.get("detail"))
+    message = str_or_none(payload.get("message")) or str_or_none(payload.get("detail"))
     return None, None, message
 
 
@@ -220,10 +212,6 @@ def _class_for_status(status: int) -> type[NoboxError] | None:
     if status >= 500:
         return UpstreamError
     return None
-
-
-def _str_or_none(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 def _clean(message: str, secret: str) -> str:

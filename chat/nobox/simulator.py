@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, TypeVar
 
+from noboxweb.environ import env_number
+
 Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -197,23 +199,13 @@ def checked_config(
     return SimConfig(tokens_per_second, reply_tokens, first_byte_delay)
 
 
-def _env_number(environ: Mapping[str, str], name: str, parse: Callable[[str], N], default: N) -> N:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return parse(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a valid number") from None
-
-
 def config_from_env(environ: Mapping[str, str]) -> SimConfig:
     """Read NOBOX_SIM_TOKENS_PER_SECOND, NOBOX_SIM_REPLY_TOKENS, NOBOX_SIM_FIRST_BYTE_DELAY."""
     default = SimConfig()
     return checked_config(
-        _env_number(environ, "NOBOX_SIM_TOKENS_PER_SECOND", float, default.tokens_per_second),
-        _env_number(environ, "NOBOX_SIM_REPLY_TOKENS", int, default.reply_tokens),
-        _env_number(environ, "NOBOX_SIM_FIRST_BYTE_DELAY", float, default.first_byte_delay),
+        env_number(environ, "NOBOX_SIM_TOKENS_PER_SECOND", float, default.tokens_per_second),
+        env_number(environ, "NOBOX_SIM_REPLY_TOKENS", int, default.reply_tokens),
+        env_number(environ, "NOBOX_SIM_FIRST_BYTE_DELAY", float, default.first_byte_delay),
     )
 
 
@@ -721,7 +713,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--host", default=env.get("NOBOX_SIM_HOST") or DEFAULT_HOST)
     parser.add_argument(
-        "--port", type=int, default=_env_number(env, "NOBOX_SIM_PORT", int, DEFAULT_PORT)
+        "--port", type=int, default=env_number(env, "NOBOX_SIM_PORT", int, DEFAULT_PORT)
     )
     parser.add_argument("--tokens-per-second", type=float, default=default.tokens_per_second)
     parser.add_argument("--reply-tokens", type=int, default=default.reply_tokens)

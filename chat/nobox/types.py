@@ -72,6 +72,12 @@ class Price:
         return self.prompt * usage.prompt_tokens + self.completion * usage.completion_tokens
 
 
+def str_or_none(value: Any) -> str | None:
+    """A field of an upstream JSON payload that should be text: the text, or None if it is
+    missing, empty or of another type."""
+    return value if isinstance(value, str) and value else None
+
+
 def _decimal(value: Any) -> Decimal | None:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None

@@ -5,6 +5,7 @@
 - `events`: every event and frame, typed, and the only place they are built.
 - `relay`: the sans-I/O coalescer and per-socket relay cursor.
 - `hub`: the in-process fan-out to sockets, `stop`/`sync` routing, and the repair watchdog.
+- `feed`: what one socket is sent: per-reply cursors, a bounded outbox, one writer.
 - `bus`: the events' way between processes (Redis pub/sub), or none for one process.
 - `sweep`: replies whose process died end `interrupted`, keeping their text.
 

@@ -147,6 +147,7 @@ class RedisBus:
 
     async def _publisher(self) -> None:
         """One task sends every publish, in order, pipelined: one round trip per batch."""
+        failures = 0
         while True:
             if not self._outbox:
                 self._wake.clear()
@@ -163,9 +164,14 @@ class RedisBus:
                 self._outbox.extendleft(reversed(batch))
                 while len(self._outbox) > MAX_QUEUED:
                     self._outbox.popleft()
-                self._outage(f"publishing: {error}")
-                await asyncio.sleep(0.5)
+                failures += 1
+                # The first failure may be a pooled connection a restarted Redis closed: try
+                # again at once on a fresh one before calling it an outage.
+                if failures > 1:
+                    self._outage(f"publishing: {error}")
+                    await asyncio.sleep(0.5)
                 continue
+            failures = 0
             self._recovered()
 
     # --- subscribing -----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ Two families:
 | `stop`     | `stop()`     | `Hub` → the generation of that reply, in its process          |
 | `sync`     | `sync()`     | `Hub` → that generation, which answers with a `snapshot`      |
 | `sign_out` | `sign_out()` | `Hub` → the user's sockets in every process: closed           |
+| `recheck`  | `recheck()`  | `Hub` → the user's sockets: check their session again now     |
 """
 
 from __future__ import annotations
@@ -91,9 +92,14 @@ class SignOutEvent(TypedDict):
     code: int
 
 
+class RecheckEvent(TypedDict):
+    type: Literal["recheck"]
+
+
 ConversationEvent = StartedEvent | DeltaEvent | SnapshotEvent | DoneEvent
 ReplyEvent = StopEvent | SyncEvent
-BusEvent = ConversationEvent | ReplyEvent | SignOutEvent
+UserEvent = SignOutEvent | RecheckEvent
+BusEvent = ConversationEvent | ReplyEvent | UserEvent
 
 
 def started(conversation: str, messages: list[WireMessage]) -> StartedEvent:
@@ -122,6 +128,11 @@ def sync(reply: str) -> SyncEvent:
 
 def sign_out(session: str | None, code: int) -> SignOutEvent:
     return {"type": "sign_out", "session": session, "code": code}
+
+
+def recheck() -> RecheckEvent:
+    """The user's password changed: every socket checks that its session still signs in."""
+    return {"type": "recheck"}
 
 
 # --- frames to the browser -----------------------------------------------------------------------

@@ -16,7 +16,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError
+from django.db import DatabaseError, InterfaceError, transaction
 
 from chat import tokens
 from chat.database import in_db_pool
@@ -112,9 +112,9 @@ class Generation:
 
     async def run(self, request: ChatRequest, token: tokens.Resolved) -> None:
         await self.hub.register(self)
-        # The heartbeat runs until the final write has landed, so no other process takes a
-        # finished but not yet written reply for an orphan.
-        heartbeat = asyncio.create_task(self._heartbeat(), name=f"heartbeat {self.reply_id}")
+        # Checkpointed (and so heart-beating) until the final write has landed, so no other
+        # process takes a finished but not yet written reply for an orphan.
+        checkpoints.add(self)
         pricing = asyncio.create_task(model_info(token.token, request.model))
         self._stream_task = asyncio.create_task(self._stream(request, token))
         if self._stopped:
@@ -135,7 +135,7 @@ class Generation:
             shutting_down = True
             message = await write  # a write under way finishes; its truth is kept
         finally:
-            heartbeat.cancel()
+            checkpoints.discard(self)
             pricing.cancel()
             self.hub.unregister(self)
         self._announce(message)
@@ -210,17 +210,6 @@ class Generation:
 
     # --- the database --------------------------------------------------------------------------
 
-    async def _heartbeat(self) -> None:
-        # One small write per interval whatever the token rate; it doubles as the heartbeat that
-        # tells other processes this one is alive. A failed write is logged and retried at the
-        # next interval: a loop that died silently would get a live reply swept as orphaned.
-        while True:
-            await asyncio.sleep(settings.REPLY_CHECKPOINT_INTERVAL)
-            try:
-                await _checkpoint(self.reply_pk, self.text.text)
-            except (DatabaseError, InterfaceError) as error:
-                log.warning("checkpoint of reply %s failed: %s", self.reply_id, error)
-
     async def _final_write(self, outcome: Outcome, price: ModelInfo | None) -> Message:
         """The one final write; pending text is published first so `done` follows every piece.
         Retried while the process lives: the text exists only in memory until it lands."""
@@ -255,9 +244,46 @@ async def _price(task: asyncio.Task[ModelInfo | None]) -> ModelInfo | None:
         return None
 
 
+class Checkpoints:
+    """Every running reply of this process, checkpointed together: one write per interval
+    whatever the number of replies or the token rate. It doubles as their heartbeat, which tells
+    other processes this one is alive. A failed write is logged and tried again at the next
+    interval: a loop that died silently would get live replies swept as orphaned."""
+
+    def __init__(self) -> None:
+        self._replies: set[Generation] = set()
+        self._loops: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
+
+    def add(self, generation: Generation) -> None:
+        self._replies.add(generation)
+        loop = asyncio.get_running_loop()
+        task = self._loops.get(loop)
+        if task is None or task.done():
+            self._loops[loop] = loop.create_task(self._write_forever(), name="checkpoints")
+
+    def discard(self, generation: Generation) -> None:
+        self._replies.discard(generation)
+
+    async def _write_forever(self) -> None:
+        while True:
+            await asyncio.sleep(settings.REPLY_CHECKPOINT_INTERVAL)
+            texts = {g.reply_pk: g.text.text for g in self._replies}
+            if not texts:
+                continue
+            try:
+                await _checkpoint(texts)
+            except (DatabaseError, InterfaceError) as error:
+                log.warning("checkpoint of %d replies failed: %s", len(texts), error)
+
+
+checkpoints = Checkpoints()
+
+
 @in_db_pool
-def _checkpoint(reply_pk: int, text: str) -> bool:
-    return Message.objects.checkpoint(reply_pk, text)
+def _checkpoint(texts: dict[int, str]) -> None:
+    with transaction.atomic():
+        for reply_pk, text in texts.items():
+            Message.objects.checkpoint(reply_pk, text)
 
 
 @in_db_pool

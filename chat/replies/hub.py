@@ -32,15 +32,21 @@ log = logging.getLogger(__name__)
 
 
 class Watcher(Protocol):
-    """A socket, as the hub sees it (the consumer implements this)."""
-
-    user_pk: int
-    session_key: str | None
+    """What a socket sends of a conversation, as the hub sees it (chat.replies.feed.Feed)."""
 
     def on_event(self, event: ConversationEvent, encoded: str) -> None:
         """Called in the event loop for every event of a watched conversation; must not block."""
 
+
+class UserSocket(Protocol):
+    """A signed-in socket, as the hub sees it (the consumer)."""
+
+    user_pk: int
+    session_key: str | None
+
     def on_sign_out(self, code: int) -> None: ...
+
+    def on_recheck(self) -> None: ...
 
 
 class LocalGeneration(Protocol):
@@ -67,7 +73,7 @@ class Hub:
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
         self._watchers: dict[str, set[Watcher]] = {}
-        self._users: dict[int, set[Watcher]] = {}
+        self._users: dict[int, set[UserSocket]] = {}
         self._generations: dict[str, LocalGeneration] = {}
         self._followed: dict[str, Followed] = {}
         self._watchdog: asyncio.Task[None] | None = None
@@ -103,13 +109,13 @@ class Hub:
         """How many sockets of this user this process holds."""
         return len(self._users.get(user_pk, ()))
 
-    async def join_user(self, socket: Watcher) -> None:
+    async def join_user(self, socket: UserSocket) -> None:
         sockets = self._users.setdefault(socket.user_pk, set())
         sockets.add(socket)
         if len(sockets) == 1:
             await self.bus.subscribe(events.user_channel(socket.user_pk))
 
-    def leave_user(self, socket: Watcher) -> None:
+    def leave_user(self, socket: UserSocket) -> None:
         sockets = self._users.get(socket.user_pk)
         if sockets is None or socket not in sockets:
             return
@@ -215,10 +221,15 @@ class Hub:
             self._deliver(key, event, encoded)  # type: ignore[arg-type]
         elif kind == "reply":
             self._on_control(event)
-        elif kind == "user" and event["type"] == "sign_out":
-            for socket in tuple(self._users.get(int(key), ())):
-                if event["session"] is None or event["session"] == socket.session_key:
-                    socket.on_sign_out(event["code"])
+        elif kind == "user":
+            self._on_user_event(int(key), event)
+
+    def _on_user_event(self, user_pk: int, event: BusEvent) -> None:
+        for socket in tuple(self._users.get(user_pk, ())):
+            if event["type"] == "recheck":
+                socket.on_recheck()
+            elif event["type"] == "sign_out" and event["session"] in (None, socket.session_key):
+                socket.on_sign_out(event["code"])
 
     def _on_control(self, event: BusEvent) -> None:
         if event["type"] not in {"stop", "sync"}:

@@ -52,12 +52,9 @@ def store_turn(user: User, req: SendRequest) -> Turn:
     try:
         with transaction.atomic():
             conversation = _locked_conversation(user, req)
-            # Under the lock: a twin of this frame that held it first is visible now.
-            existing = _find_sent(user, req.client_id)
-            if existing is not None:
-                return existing
-            if conversation.messages.streaming().exists():
-                raise Refused(*BUSY)
+            # No checks for a twin or a running reply here: the unique indexes on (author,
+            # client_id) and on one streaming reply per conversation refuse the insert, and
+            # which of the two it was is told apart below, after the rollback.
             _apply_settings(conversation, req)
             user_message, reply = conversation.add_turn(
                 user, req.text, req.attachments, req.client_id, token.source
@@ -72,8 +69,8 @@ def store_turn(user: User, req: SendRequest) -> Turn:
                 max_tokens=conversation.max_tokens,
             )
     except IntegrityError as exc:
-        # A twin stored the same client_id a moment ago (the unique index made us wait for it),
-        # or another reply started in this conversation.
+        # A twin stored the same client_id (the unique index made us wait for it), or a reply
+        # is still running in this conversation.
         existing = _find_sent(user, req.client_id)
         if existing is not None:
             return existing

@@ -87,10 +87,6 @@ export class ReconnectingSocket {
     return text.length;
   }
 
-  get isReady() {
-    return this.ready;
-  }
-
   /** Reconnect at once (the network came back, the user asked): forget the backoff. */
   retryNow() {
     if (this.stopped || this.ready) return;

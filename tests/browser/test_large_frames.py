@@ -4,48 +4,25 @@ reconnecting and resending the same frame forever ("Reconnecting…" for good)."
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, WebSocket, expect
 
 from tests.browser.conftest import QUICK, ChatPage, User, sign_in
-from tests.servers import ROOT, free_port, stop, wait_for_port
+from tests.servers import app_server
 
 pytestmark = pytest.mark.browser
 
 MIB = 1024 * 1024
 
 
-@contextmanager
-def another_server(env: dict[str, str], log: Path, *command: str) -> Iterator[str]:
-    """The same app and database served by `python -m <command> noboxweb.asgi:application`."""
-    port = free_port()
-    with open(log, "wb") as output:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", *command, "-b", "127.0.0.1", "-p", str(port)]
-            + ["noboxweb.asgi:application"],
-            cwd=ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_for_port(port, timeout=30, proc=proc)
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            stop(proc)
-
-
 @pytest.fixture(scope="module")
 def plain_daphne_url(env: dict[str, str], var_dir: Path) -> Iterator[str]:
     """Plain daphne, whose 1 MiB limit drops a connection with no close code: what a browser
     meets behind a server or proxy not set up as documented."""
-    with another_server(env, var_dir / "plain-daphne.log", "daphne") as url:
+    with app_server(env, var_dir / "plain-daphne.log", ["daphne"]) as (url, _):
         yield url
 
 
@@ -54,7 +31,7 @@ def small_limit_url(env: dict[str, str], var_dir: Path) -> Iterator[str]:
     """noboxweb.serve with a 256 KiB limit: 1009 for frames far smaller than the page's own
     "large" threshold, so only the close code can tell the page the message is too large."""
     limits = ["--websocket-max-message-size", str(MIB // 4)]
-    with another_server(env, var_dir / "small-limit.log", "noboxweb.serve", *limits) as url:
+    with app_server(env, var_dir / "small-limit.log", ["noboxweb.serve", *limits]) as (url, _):
         yield url
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import Dialog, expect
 
 from tests.browser.conftest import ChatPage
 
@@ -45,7 +45,12 @@ def test_hostile_markdown_is_inert(chat: ChatPage, app_url: str) -> None:
         ),
     )
     dialogs: list[str] = []
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+    def dismiss(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
     page.evaluate(WATCH_ADDED)
 
     chat.send(HOSTILE, model="sim/echo")

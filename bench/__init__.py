@@ -1,0 +1,3 @@
+"""The relay benchmark (bench/relay.py)."""
+
+from __future__ import annotations
