@@ -16,7 +16,14 @@ from django.utils.crypto import constant_time_compare
 
 from chat.access import NotFound, conversation_for
 from chat.database import in_db_pool
-from chat.frames import FrameError, decode_frame, frame_ref, optional_int, parse_send, required_id
+from chat.incoming_frames import (
+    FrameError,
+    decode_frame,
+    frame_ref,
+    optional_int,
+    parse_send,
+    required_id,
+)
 from chat.models import Conversation, Message, User
 from chat.ratelimit import TokenBucket
 from chat.replies import events, generation

@@ -270,13 +270,13 @@ def _describe(record: NoboxToken) -> str:
 
 
 @dataclass(frozen=True)
-class Resolved:
+class UsableToken:
     token: str = field(repr=False)
     record_pk: int
     source: str  # "own" or "team"
 
 
-def resolve(user: User) -> Resolved:
+def resolve(user: User) -> UsableToken:
     """The token a send by `user` may use, or TokenProblem saying why there is none.
 
     The user's own token wins; without a usable one, the team token when the admin allows it.
@@ -284,10 +284,10 @@ def resolve(user: User) -> Resolved:
     own = NoboxToken.objects.filter(user=user).first()
     own_problem = _problem(own) if own else NO_TOKEN
     if own is not None and own_problem is None:
-        return Resolved(_read(own), own.pk, "own")
+        return UsableToken(_read(own), own.pk, "own")
     team = _team_token_for(user)
     if team is not None and _problem(team) is None:
-        return Resolved(_read(team), team.pk, "team")
+        return UsableToken(_read(team), team.pk, "team")
     raise TokenProblem(*(own_problem or NO_TOKEN))
 
 

@@ -1,6 +1,6 @@
 """Settings for noboxweb: one file, driven by the environment.
 
-Embedded defaults (DEBUG on): SQLite under var/, in-memory channel layer, secrets generated into
+Embedded defaults (DEBUG on): SQLite under var/, replies relayed in-process, secrets generated into
 var/. Production (DEBUG off): SECRET_KEY and NOBOX_TOKEN_KEYS must come from the environment;
 DATABASE_URL and REDIS_URL switch to PostgreSQL and Redis.
 """
@@ -88,7 +88,7 @@ MIDDLEWARE = [
     "chat.private_pages.PrivatePagesMiddleware",
     # Turns a lockout raised by the authentication backend into the lockout page (429).
     "axes.middleware.AxesMiddleware",
-    "chat.security.ContentSecurityPolicyMiddleware",
+    "chat.csp.ContentSecurityPolicyMiddleware",
 ]
 
 # Login throttling (django-axes): after LOGIN_FAILURE_LIMIT failures, an account and an address

@@ -1,6 +1,6 @@
 """Real processes for end-to-end tests: the app under daphne, the Nobox simulator, manage.py.
 
-Each app process gets its own environment (database, channel layer, upstream), exactly as an
+Each app process gets its own environment (database, Redis, upstream), exactly as an
 operator would configure it; nothing is shared with the test process but the database itself.
 """
 

@@ -1,5 +1,5 @@
-"""The chat WebSocket, driven with WebsocketCommunicator against the real database, the in-memory
-channel layer and the Nobox simulator over real HTTP."""
+"""The chat WebSocket, driven with WebsocketCommunicator against the real database, the
+in-process hub and the Nobox simulator over real HTTP."""
 
 from __future__ import annotations
 

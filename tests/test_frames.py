@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from chat.frames import FrameError, decode_frame, decoded_size, frame_ref, parse_send
+from chat.incoming_frames import FrameError, decode_frame, decoded_size, frame_ref, parse_send
 
 LIMIT = 1024
 

@@ -110,7 +110,7 @@ class Generation:
 
     # --- the run -------------------------------------------------------------------------------
 
-    async def run(self, request: ChatRequest, token: tokens.Resolved) -> None:
+    async def run(self, request: ChatRequest, token: tokens.UsableToken) -> None:
         await self.hub.register(self)
         # Checkpointed (and so heart-beating) until the final write has landed, so no other
         # process takes a finished but not yet written reply for an orphan.
@@ -149,7 +149,7 @@ class Generation:
             return Outcome(Status.STOPPED)
         return self._stream_task.result()
 
-    async def _stream(self, request: ChatRequest, token: tokens.Resolved) -> Outcome:
+    async def _stream(self, request: ChatRequest, token: tokens.UsableToken) -> Outcome:
         try:
             # aclosing: a stop cancels this task, and the upstream response must be released at
             # once (Nobox stops generating, and billing, when the connection closes).

@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 
 from chat import tokens
 from chat.access import NotFound, conversation_for
-from chat.frames import SendRequest
+from chat.incoming_frames import SendRequest
 from chat.models import Conversation, Message, NoboxToken, User
 from chat.nobox import ChatRequest
 
@@ -36,7 +36,7 @@ class Turn:
     reply: Message
     duplicate: bool
     request: ChatRequest | None = None
-    token: tokens.Resolved | None = None
+    token: tokens.UsableToken | None = None
 
 
 def store_turn(user: User, req: SendRequest) -> Turn:
@@ -92,7 +92,7 @@ def _find_sent(user: User, client_id: str) -> Turn | None:
     return Turn(sent.conversation, sent, reply, duplicate=True)
 
 
-def _usable_token(user: User) -> tokens.Resolved:
+def _usable_token(user: User) -> tokens.UsableToken:
     # Expired, revoked, rejected or unreadable tokens stop here, before anything is stored or
     # sent, with a message that says how to fix it.
     try:
