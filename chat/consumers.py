@@ -5,6 +5,7 @@ back. What the socket is sent of its conversation is its `Feed`'s business (chat
 from __future__ import annotations
 
 import time
+import uuid
 from importlib import import_module
 from typing import Any
 
@@ -53,16 +54,16 @@ class ChatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await self.accept()
             await self.close(code=events.CLOSE_SIGNED_OUT)
             return
-        if hub.sockets_of(user.pk) >= settings.WS_MAX_SOCKETS_PER_USER:
+        self.user, self.user_pk = user, user.pk
+        self.socket_id = uuid.uuid4().hex
+        self.session_key = getattr(self.scope.get("session"), "session_key", None)
+        if not await hub.join_user(self, settings.WS_MAX_SOCKETS_PER_USER):
             await self.accept()
             await self.close(code=events.CLOSE_TOO_MANY_SOCKETS)
             return
-        self.user, self.user_pk = user, user.pk
-        self.session_key = getattr(self.scope.get("session"), "session_key", None)
         self.frame_budget = TokenBucket(settings.WS_FRAMES_PER_SECOND, settings.WS_FRAME_BURST)
         self._checked_at: float | None = None
         self.feed = Feed(hub, self._send_text)
-        await hub.join_user(self)
         await self.accept()
         self.feed.queue_frame(events.hello_frame())
         ensure_sweeper()

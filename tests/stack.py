@@ -228,20 +228,20 @@ class ChatClient:
 
     @classmethod
     async def open(cls, name: str, base_url: str, cookies: httpx.Cookies) -> ChatClient:
-        ws_url = base_url.replace("http://", "ws://", 1) + "/ws/chat/"
-        cookie = "; ".join(f"{key}={value}" for key, value in cookies.items())
-        ws = await asyncio.wait_for(
-            connect(
-                ws_url,
-                origin=Origin(base_url),
-                additional_headers={"Cookie": cookie},
-                proxy=None,
-            ),
-            FRAME_TIMEOUT,
-        )
-        client = cls(name, ws)
+        client = cls(name, await _connect(base_url, cookies))
         await client.expect("hello")
         return client
+
+    @classmethod
+    async def refused(cls, base_url: str, cookies: httpx.Cookies) -> int | None:
+        """Open a socket the server is expected to close before `hello`: its close code."""
+        ws = await _connect(base_url, cookies)
+        try:
+            frame = await asyncio.wait_for(ws.recv(), FRAME_TIMEOUT)
+        except ConnectionClosed:
+            return ws.close_code
+        await ws.close()
+        raise AssertionError(f"the socket was not refused: it said {frame!r}")
 
     async def send(self, frame: dict[str, Any]) -> None:
         await self.ws.send(json.dumps(frame))
@@ -410,6 +410,15 @@ def _errors(log: Path) -> str:
         if " ERROR " in line or (line[:1].isalpha() and ("Error" in line or "Exception" in line))
     ]
     return "\n".join(keep)
+
+
+async def _connect(base_url: str, cookies: httpx.Cookies) -> ClientConnection:
+    ws_url = base_url.replace("http://", "ws://", 1) + "/ws/chat/"
+    cookie = "; ".join(f"{key}={value}" for key, value in cookies.items())
+    return await asyncio.wait_for(
+        connect(ws_url, origin=Origin(base_url), additional_headers={"Cookie": cookie}, proxy=None),
+        FRAME_TIMEOUT,
+    )
 
 
 def assert_shown(reply_id: str, expected: str, *clients: ChatClient) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from chat.nobox.simulator import find_model, reply_text
+from tests.servers import app_server, login
 from tests.stack import (
     CHECKPOINT_INTERVAL,
     FRAME_TIMEOUT,
@@ -266,3 +267,26 @@ async def _kill_mid_reply(
     )
     assert FULL_REPLY.startswith(watcher.page.streamed[reply])
     assert_no_problems(watcher)
+
+
+async def test_the_socket_limit_counts_a_users_sockets_in_every_process(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Two more processes with a limit of two sockets per user: the third socket is refused on
+    whichever process it opens, and a closed socket frees its place everywhere."""
+    env = {**stack.env, "WS_MAX_SOCKETS_PER_USER": "2"}
+    with (
+        app_server(env, log_path=tmp_path / "limited-1.log") as (url1, _),
+        app_server(env, log_path=tmp_path / "limited-2.log") as (url2, _),
+    ):
+        cookies1, cookies2 = (
+            login(url1, "alice", stack.password),
+            login(url2, "alice", stack.password),
+        )
+        first = await ChatClient.open("first", url1, cookies1)
+        second = await ChatClient.open("second", url2, cookies2)
+        assert await ChatClient.refused(url1, cookies1) == 4429
+        assert await ChatClient.refused(url2, cookies2) == 4429
+        await first.close()
+        third = await ChatClient.open("third, after one closed", url2, cookies2)
+        await asyncio.gather(second.close(), third.close())

@@ -17,6 +17,7 @@ import json
 import logging
 import ssl
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -52,6 +53,12 @@ class Bus(Protocol):
     async def subscribe(self, channel: str) -> None: ...
 
     def unsubscribe(self, channel: str) -> None: ...
+
+    async def claim_socket(self, user_pk: int, socket_id: str, limit: int) -> bool: ...
+
+    def release_socket(self, user_pk: int, socket_id: str) -> None: ...
+
+    def refresh_sockets(self, sockets: dict[int, list[str]]) -> None: ...
 
 
 def _envelope(origin: str, encoded: str) -> str:
@@ -93,6 +100,16 @@ class LocalBus:
     def unsubscribe(self, channel: str) -> None:
         return None
 
+    # One process: the hub's own count of a user's sockets is the whole count.
+    async def claim_socket(self, user_pk: int, socket_id: str, limit: int) -> bool:
+        return True
+
+    def release_socket(self, user_pk: int, socket_id: str) -> None:
+        return None
+
+    def refresh_sockets(self, sockets: dict[int, list[str]]) -> None:
+        return None
+
 
 class RedisBus:
     def __init__(self, url: str, prefix: str, max_connections: int) -> None:
@@ -117,6 +134,7 @@ class RedisBus:
         self._sync_client: redis.Redis | None = None
         self._sync_lock = threading.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        self._releases: set[asyncio.Task[None]] = set()
 
     async def start(self, handler: Handler, reconnected: Reconnected) -> None:
         self._handler = handler
@@ -256,6 +274,45 @@ class RedisBus:
                     if not waiter.done():
                         waiter.set_result(None)
 
+    # --- a user's sockets in every process --------------------------------------------------------
+
+    def _sockets_key(self, user_pk: int) -> str:
+        return f"{self.prefix}sockets:{user_pk}"
+
+    async def claim_socket(self, user_pk: int, socket_id: str, limit: int) -> bool:
+        """Count this socket against the user's limit over all processes (atomic in Redis).
+        Without Redis the answer is yes: the limit is a guard, not worth refusing people for."""
+        try:
+            return await _claim(self._client, self._sockets_key(user_pk), socket_id, limit)
+        except (redis.RedisError, OSError) as error:
+            log.warning("could not count sockets in Redis (%s); allowing this one", error)
+            return True
+
+    def release_socket(self, user_pk: int, socket_id: str) -> None:
+        task = asyncio.create_task(self._release(self._sockets_key(user_pk), socket_id))
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
+
+    async def _release(self, key: str, socket_id: str) -> None:
+        with contextlib.suppress(redis.RedisError, OSError):
+            await self._client.zrem(key, socket_id)
+
+    def refresh_sockets(self, sockets: dict[int, list[str]]) -> None:
+        """Renew this process's claims (called well within SOCKET_CLAIM_SECONDS)."""
+        if sockets:
+            task = asyncio.create_task(self._refresh(sockets))
+            self._releases.add(task)
+            task.add_done_callback(self._releases.discard)
+
+    async def _refresh(self, sockets: dict[int, list[str]]) -> None:
+        lapse = time.time() + SOCKET_CLAIM_SECONDS
+        with contextlib.suppress(redis.RedisError, OSError):
+            async with self._client.pipeline(transaction=False) as pipe:
+                for user_pk, ids in sockets.items():
+                    pipe.zadd(self._sockets_key(user_pk), dict.fromkeys(ids, lapse))
+                    pipe.expire(self._sockets_key(user_pk), SOCKET_CLAIM_SECONDS)
+                await pipe.execute()
+
     # --- outages: one line when it starts, one when it ends --------------------------------------
 
     def _outage(self, what: str) -> None:
@@ -268,6 +325,35 @@ class RedisBus:
             lasted = asyncio.get_running_loop().time() - self._down_since
             self._down_since = None
             log.warning("Redis available again after %.1f s; resynchronising", lasted)
+
+
+# --- a user's sockets across processes ----------------------------------------------------------
+
+# A sorted set per user: member = socket id, score = when the claim lapses unless refreshed. A
+# process that dies takes its claims with it within SOCKET_CLAIM_SECONDS.
+SOCKET_CLAIM_SECONDS = 90
+CLAIM_SCRIPT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+
+async def _claim(client: redis.asyncio.Redis, key: str, socket_id: str, limit: int) -> bool:
+    now = time.time()
+    claimed = await client.eval(
+        CLAIM_SCRIPT,
+        1,
+        key,
+        now,
+        now + SOCKET_CLAIM_SECONDS,
+        limit,
+        socket_id,
+        SOCKET_CLAIM_SECONDS,
+    )
+    return bool(claimed)
 
 
 # --- a minimal RESP client for the subscriber connection ---------------------------------------

@@ -27,7 +27,7 @@ from chat.models import WireMessage
 
 CLOSE_SIGNED_OUT = 4401  # no session, or it ended: the page says so and stops retrying
 CLOSE_DEACTIVATED = 4403  # the account was deactivated
-CLOSE_TOO_MANY_SOCKETS = 4429  # the user has WS_MAX_SOCKETS_PER_USER sockets in this process
+CLOSE_TOO_MANY_SOCKETS = 4429  # the user has WS_MAX_SOCKETS_PER_USER sockets open, all processes
 
 # --- channels (names on the bus) ----------------------------------------------------------------
 

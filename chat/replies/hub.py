@@ -30,6 +30,9 @@ from chat.replies.events import BusEvent, ConversationEvent
 
 log = logging.getLogger(__name__)
 
+# How often this process renews its sockets' claims (chat.replies.bus.SOCKET_CLAIM_SECONDS).
+SOCKET_REFRESH_SECONDS = 30.0
+
 
 class Watcher(Protocol):
     """What a socket sends of a conversation, as the hub sees it (chat.replies.feed.Feed)."""
@@ -43,6 +46,7 @@ class UserSocket(Protocol):
 
     user_pk: int
     session_key: str | None
+    socket_id: str
 
     def on_sign_out(self, code: int) -> None: ...
 
@@ -105,21 +109,24 @@ class Hub:
             ]:
                 del self._followed[reply_id]
 
-    def sockets_of(self, user_pk: int) -> int:
-        """How many sockets of this user this process holds."""
-        return len(self._users.get(user_pk, ()))
-
-    async def join_user(self, socket: UserSocket) -> None:
+    async def join_user(self, socket: UserSocket, limit: int) -> bool:
+        """Admit a socket of a user who holds fewer than `limit` sockets in all processes."""
+        if len(self._users.get(socket.user_pk, ())) >= limit:
+            return False
+        if not await self.bus.claim_socket(socket.user_pk, socket.socket_id, limit):
+            return False
         sockets = self._users.setdefault(socket.user_pk, set())
         sockets.add(socket)
         if len(sockets) == 1:
             await self.bus.subscribe(events.user_channel(socket.user_pk))
+        return True
 
     def leave_user(self, socket: UserSocket) -> None:
         sockets = self._users.get(socket.user_pk)
         if sockets is None or socket not in sockets:
             return
         sockets.discard(socket)
+        self.bus.release_socket(socket.user_pk, socket.socket_id)
         if not sockets:
             del self._users[socket.user_pk]
             self.bus.unsubscribe(events.user_channel(socket.user_pk))
@@ -252,10 +259,16 @@ class Hub:
     # --- watchdog ------------------------------------------------------------------------------
 
     async def _watch_forever(self) -> None:
+        refreshed = time.monotonic()
         while True:
             await asyncio.sleep(settings.RELAY_WATCHDOG_INTERVAL)
             try:
                 await self._check_followed()
+                if time.monotonic() - refreshed > SOCKET_REFRESH_SECONDS:
+                    refreshed = time.monotonic()
+                    self.bus.refresh_sockets(
+                        {pk: [s.socket_id for s in sockets] for pk, sockets in self._users.items()}
+                    )
             except Exception:
                 log.exception("relay watchdog failed; retrying")
 
