@@ -11,17 +11,30 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 _executor: ThreadPoolExecutor | None = None
+# When a database call of this process last failed to reach the database, or waited too long for
+# it (time.monotonic()), or None. Only connection-level errors count: an IntegrityError is an
+# answer, not an outage. Slow counts too: during an outage a call may wait for the pool to
+# reconnect instead of failing.
+SLOW_CALL_SECONDS = 1.0
+_last_failure: float | None = None
+
+
+def healthy_for() -> float:
+    """Seconds since a database call of this process last failed (infinite if none did)."""
+    return math.inf if _last_failure is None else time.monotonic() - _last_failure
 
 
 def _pool() -> ThreadPoolExecutor:
@@ -36,11 +49,18 @@ def _pool() -> ThreadPoolExecutor:
 def _with_fresh_connection(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     # Drops a connection that is broken or past its age before and after the call (a restarted
     # PostgreSQL must cost one failed call at most, not a dead thread).
+    global _last_failure
+    started = time.monotonic()
     close_old_connections()
     try:
         return fn(*args, **kwargs)
+    except (OperationalError, InterfaceError):
+        _last_failure = time.monotonic()
+        raise
     finally:
         close_old_connections()
+        if time.monotonic() - started > SLOW_CALL_SECONDS:
+            _last_failure = time.monotonic()
 
 
 def in_db_pool(fn: Callable[P, R]) -> Callable[P, Awaitable[R]]:

@@ -28,6 +28,7 @@ from chat.nobox import (
     Timeouts,
     UpstreamError,
 )
+from chat.nobox.transport import FastTransport
 from chat.shutdown import on_shutdown
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,16 @@ log = logging.getLogger(__name__)
 # httpx.AsyncClient binds to the event loop that first uses it, so the shared client is per loop
 # (in production there is exactly one loop per daphne process; tests make one per test).
 _clients: dict[asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, NoboxClient]] = {}
+# Upstream connections per process: streams in flight, and idle ones kept for the next reply.
+MAX_CONNECTIONS = 200
+MAX_IDLE = 50
+
+
+def _transport() -> httpx.AsyncBaseTransport | None:
+    """FastTransport unless turned off (None: httpx's default, which also honours proxies)."""
+    if not settings.NOBOX_FAST_TRANSPORT:
+        return None
+    return FastTransport(max_connections=MAX_CONNECTIONS, max_idle=MAX_IDLE)
 
 
 def nobox_client() -> NoboxClient:
@@ -43,10 +54,13 @@ def nobox_client() -> NoboxClient:
     entry = _clients.get(loop)
     if entry is None:
         http = httpx.AsyncClient(
+            transport=_transport(),
             timeout=httpx.Timeout(
                 connect=settings.NOBOX_CONNECT_TIMEOUT, read=None, write=30.0, pool=30.0
             ),
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+            limits=httpx.Limits(
+                max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_IDLE
+            ),
             follow_redirects=False,
         )
         client = NoboxClient(

@@ -140,6 +140,8 @@ def _database() -> dict[str, Any]:
             dj_database_url.parse(url, conn_max_age=0, conn_health_checks=True)
         )
         if config["ENGINE"] == "django.db.backends.postgresql":
+            # With conn_health_checks Django has the pool check each connection as it is lent
+            # (an empty query): after a database restart every pooled connection is dead.
             config.setdefault("OPTIONS", {})["pool"] = {
                 "min_size": env_int("DATABASE_POOL_MIN", 2, minimum=0),
                 "max_size": env_int("DATABASE_POOL_MAX", 20, minimum=1),

@@ -454,6 +454,42 @@ async def test_a_reply_orphaned_by_a_dead_process_is_swept_as_interrupted(alice,
     await ws.disconnect()
 
 
+async def test_no_reply_is_swept_just_after_this_process_lost_the_database(
+    alice, settings, monkeypatch
+):
+    """Every process's heartbeats go stale while the database is away: a sweep right after it
+    comes back would take live replies for orphans."""
+    from datetime import timedelta
+
+    from django.db import OperationalError
+    from django.utils import timezone
+
+    from chat import database
+
+    monkeypatch.setattr(database, "_last_failure", None)  # restored after the test
+    conversation = await Conversation.objects.acreate(owner=alice, next_seq=3)
+    await Message.objects.acreate(conversation=conversation, seq=1, role="user", content="q")
+    stale = await Message.objects.acreate(
+        conversation=conversation,
+        seq=2,
+        role="assistant",
+        status="streaming",
+        heartbeat_at=timezone.now() - timedelta(seconds=60),
+    )
+
+    def unreachable() -> None:
+        raise OperationalError("connection refused")  # what the driver says of a lost server
+
+    with pytest.raises(OperationalError):
+        await in_db_pool(unreachable)()
+    assert await sweep.sweep_and_announce() == 0
+    await stale.arefresh_from_db()
+    assert stale.status == "streaming"
+
+    settings.REPLY_ORPHAN_AFTER = 0.0  # the database has been back long enough
+    assert await sweep.sweep_and_announce() == 1
+
+
 async def test_a_graceful_shutdown_keeps_running_replies_as_interrupted(alice, alice_token, nobox):
     ws = await connect(alice)
     await ws.send_json_to(send_frame("a long one", model="sim/long"))

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from chat.nobox.simulator import find_model, reply_text
-from tests.servers import app_server, login
+from tests.servers import app_server, create_user, login
 from tests.stack import (
     CHECKPOINT_INTERVAL,
     FRAME_TIMEOUT,
@@ -275,13 +275,15 @@ async def test_the_socket_limit_counts_a_users_sockets_in_every_process(
     """Two more processes with a limit of two sockets per user: the third socket is refused on
     whichever process it opens, and a closed socket frees its place everywhere."""
     env = {**stack.env, "WS_MAX_SOCKETS_PER_USER": "2"}
+    # A user of its own: sockets other tests leave to lapse (a killed process's) count for alice.
+    create_user(env, "dana", stack.password)
     with (
         app_server(env, log_path=tmp_path / "limited-1.log") as (url1, _),
         app_server(env, log_path=tmp_path / "limited-2.log") as (url2, _),
     ):
         cookies1, cookies2 = (
-            login(url1, "alice", stack.password),
-            login(url2, "alice", stack.password),
+            login(url1, "dana", stack.password),
+            login(url2, "dana", stack.password),
         )
         first = await ChatClient.open("first", url1, cookies1)
         second = await ChatClient.open("second", url2, cookies2)

@@ -165,7 +165,7 @@ class RedisBus:
 
     async def _publisher(self) -> None:
         """One task sends every publish, in order, pipelined: one round trip per batch."""
-        failures = 0
+        failing_since: float | None = None
         while True:
             if not self._outbox:
                 self._wake.clear()
@@ -182,14 +182,17 @@ class RedisBus:
                 self._outbox.extendleft(reversed(batch))
                 while len(self._outbox) > MAX_QUEUED:
                     self._outbox.popleft()
-                failures += 1
-                # The first failure may be a pooled connection a restarted Redis closed: try
-                # again at once on a fresh one before calling it an outage.
-                if failures > 1:
+                # Pooled connections a restarted Redis closed fail once each: drop them all
+                # and try again at once; only a failure that lasts is an outage.
+                with contextlib.suppress(redis.RedisError, OSError):
+                    await self._client.connection_pool.disconnect()
+                now = time.monotonic()
+                failing_since = failing_since or now
+                if now - failing_since > 1.0:
                     self._outage(f"publishing: {error}")
-                    await asyncio.sleep(0.5)
+                await asyncio.sleep(0.1 if now - failing_since < 1.0 else 0.5)
                 continue
-            failures = 0
+            failing_since = None
             self._recovered()
 
     # --- subscribing -----------------------------------------------------------------------------
@@ -228,7 +231,7 @@ class RedisBus:
         while True:
             try:
                 reader, writer = await _connect(self.url)
-            except (OSError, redis.RedisError, ValueError) as error:
+            except (OSError, redis.RedisError, ValueError, asyncio.IncompleteReadError) as error:
                 self._outage(f"subscribing: {error}")
                 await asyncio.sleep(RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)])
                 attempt += 1
@@ -402,4 +405,11 @@ async def _connect(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter
         auth.append(unquote(parts.password).encode())
         writer.write(_resp_command(auth))
         await asyncio.wait_for(_read_resp(reader), timeout=5)
+    # Connected means answering: a Redis that is still starting accepts and then resets.
+    writer.write(_resp_command([b"PING"]))
+    try:
+        await asyncio.wait_for(_read_resp(reader), timeout=5)
+    except BaseException:
+        writer.close()
+        raise
     return reader, writer

@@ -36,8 +36,9 @@ Status = Message.Status
 # Strong references to this process's running generations: asyncio keeps only weak ones.
 _running: dict[str, asyncio.Task[None]] = {}
 
-# Final-write retry backoff (seconds): the text is in memory, so keep trying while we live.
-FINAL_WRITE_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
+# Final-write retry backoff (seconds): the text is in memory, so keep trying while we live, and
+# often enough that the write lands soon after the database is back.
+FINAL_WRITE_DELAYS = (0.0, 0.1, 0.25, 0.5, 1.0)
 
 
 @dataclass

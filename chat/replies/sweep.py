@@ -10,7 +10,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from chat.database import in_db_pool
+from chat import database
 from chat.models import Message
 from chat.replies import events
 from chat.replies.hub import get_hub
@@ -27,21 +27,39 @@ ORPHANED = {
 
 def sweep_orphans() -> list[Message]:
     """Mark replies whose process stopped heart-beating as interrupted; return them."""
+    return mark_interrupted(orphan_candidates())
+
+
+def orphan_candidates() -> list[int]:
+    cutoff = timezone.now() - timedelta(seconds=settings.REPLY_ORPHAN_AFTER)
+    return list(Message.objects.orphaned(cutoff).values_list("pk", flat=True))
+
+
+def mark_interrupted(candidates: list[int]) -> list[Message]:
     cutoff = timezone.now() - timedelta(seconds=settings.REPLY_ORPHAN_AFTER)
     swept = []
-    for pk in Message.objects.orphaned(cutoff).values_list("pk", flat=True):
+    for pk in candidates:
         # Conditional again, row by row: a reply that beat its heart since the query is alive.
-        if (
-            Message.objects.orphaned(cutoff)
-            .filter(pk=pk)
-            .update(**ORPHANED, finished_at=timezone.now())
+        if Message.objects.orphaned(cutoff).filter(pk=pk).update(
+            **ORPHANED, finished_at=timezone.now()
         ):
             swept.append(Message.objects.select_related("conversation").get(pk=pk))
     return swept
 
 
+def _database_was_away() -> bool:
+    # This process could not reach the database a moment ago (or waited for it), and neither,
+    # likely, could the processes whose heartbeats now look stale: give them time to beat again.
+    return database.healthy_for() < settings.REPLY_ORPHAN_AFTER
+
+
 async def sweep_and_announce() -> int:
-    swept = await in_db_pool(sweep_orphans)()
+    if _database_was_away():
+        return 0
+    candidates = await database.in_db_pool(orphan_candidates)()
+    if not candidates or _database_was_away():
+        return 0
+    swept = await database.in_db_pool(mark_interrupted)(candidates)
     if swept:
         log.warning(
             "marked %d orphaned replies interrupted: %s",
