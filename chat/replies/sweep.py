@@ -40,8 +40,10 @@ def mark_interrupted(candidates: list[int]) -> list[Message]:
     swept = []
     for pk in candidates:
         # Conditional again, row by row: a reply that beat its heart since the query is alive.
-        if Message.objects.orphaned(cutoff).filter(pk=pk).update(
-            **ORPHANED, finished_at=timezone.now()
+        if (
+            Message.objects.orphaned(cutoff)
+            .filter(pk=pk)
+            .update(**ORPHANED, finished_at=timezone.now())
         ):
             swept.append(Message.objects.select_related("conversation").get(pk=pk))
     return swept
