@@ -4,6 +4,7 @@ back. What the socket is sent of its conversation is its `Feed`'s business (chat
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from importlib import import_module
@@ -33,6 +34,8 @@ from chat.replies.hub import get_hub
 from chat.replies.sweep import ensure_sweeper
 from chat.replies.turns import Refused, store_turn
 
+log = logging.getLogger(__name__)
+
 
 class ChatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     # Not on the channel layer at all: the hub feeds this socket, so no per-socket channel, no
@@ -57,13 +60,16 @@ class ChatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self.user, self.user_pk = user, user.pk
         self.socket_id = uuid.uuid4().hex
         self.session_key = getattr(self.scope.get("session"), "session_key", None)
+        # The feed first: once joined, the hub may call on_sign_out, which needs it.
+        self.feed = Feed(hub, self._send_text)
         if not await hub.join_user(self, settings.WS_MAX_SOCKETS_PER_USER):
+            self.feed.close()
+            del self.feed
             await self.accept()
             await self.close(code=events.CLOSE_TOO_MANY_SOCKETS)
             return
         self.frame_budget = TokenBucket(settings.WS_FRAMES_PER_SECOND, settings.WS_FRAME_BURST)
         self._checked_at: float | None = None
-        self.feed = Feed(hub, self._send_text)
         await self.accept()
         self.feed.queue_frame(events.hello_frame())
         ensure_sweeper()
@@ -100,6 +106,11 @@ class ChatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             self._refuse(error.code, error.message, error.ref or frame)
         except Refused as refused:
             self._refuse(refused.code, refused.message, frame)
+        except Exception:
+            # A database blip, a bug: say so and keep the socket (a consumer that died here
+            # would never run disconnect, and its feed would stay registered).
+            log.exception("a %s frame failed", frame.get("type"))
+            self._refuse("internal_error", "Something went wrong on our side. Try again.", frame)
 
     async def _dispatch(self, frame: dict[str, Any]) -> None:
         handler = {

@@ -17,8 +17,9 @@ CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 IMAGE_DATA_URL = re.compile(r"^data:image/(png|jpeg|gif|webp);base64,(.*)$", re.DOTALL)
 AUDIO_FORMATS = {"wav", "mp3"}
 # Half of a UTF-16 pair: JSON can spell one ("\ud83d", what JSON.stringify makes of an emoji cut
-# in two) but UTF-8 cannot encode it, so the database driver would fail on the insert.
-LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# in two) but UTF-8 cannot encode it, so the database driver would fail on the insert. NUL
+# ("\u0000") likewise: PostgreSQL text cannot hold it.
+LONE_SURROGATE = re.compile("[\ud800-\udfff\x00]")
 # Fields echoed in an error so the browser knows which of its frames failed.
 REF_FIELDS = ("client_id", "conversation")
 # A field name safe to quote back in an error message.
@@ -59,7 +60,7 @@ def decode_frame(text_data: str | None, bytes_data: bytes | None, max_bytes: int
         raise FrameError(
             "invalid",
             f"{broken} contains a broken character (half of a UTF-16 pair, e.g. an emoji cut in "
-            "two); remove it and send again.",
+            "two, or a NUL); remove it and send again.",
             ref,
         )
     return frame

@@ -202,3 +202,10 @@ def test_an_attachment_of_exactly_the_limit_is_accepted(settings: Any) -> None:
 @pytest.mark.parametrize("size", [0, 1, 2, 3, 4, 5, 1000, 1001, 1002])
 def test_decoded_size_is_exact_for_valid_base64(size: int) -> None:
     assert decoded_size(base64.b64encode(b"x" * size).decode()) == size
+
+
+def test_a_nul_character_is_invalid_before_it_reaches_the_database():
+    with pytest.raises(FrameError) as refused:
+        decode_frame(json.dumps({"type": "send", "text": "a\u0000b"}), None, 1024)
+    assert refused.value.code == "invalid"
+    assert refused.value.message.startswith("text contains a broken character")

@@ -190,3 +190,20 @@ async def test_deltas_waiting_in_a_row_go_out_as_one_frame(alice):
     assert len(frames) - joined < 30, "every delta went out on its own"
     hub.unregister(generation)
     await ws.disconnect()
+
+
+async def test_a_sync_asked_before_the_generation_registered_is_answered_when_it_does(alice):
+    conversation, reply = await streaming_reply(alice, content="stale checkpoint")
+    hub = await get_hub()
+    ws = await watching(alice, conversation)
+    await frames_until(ws, "history")  # the sync went out with no generation here yet
+    generation = StandInGeneration(reply, conversation, text="live text")
+    await hub.register(generation)
+    # Well before the 3 s fallback to the database checkpoint.
+    assert await ws.receive_json_from(timeout=1) == {
+        "type": "snapshot",
+        "reply": reply,
+        "text": "live text",
+    }
+    hub.unregister(generation)
+    await ws.disconnect()

@@ -104,3 +104,32 @@ async def test_frames_faster_than_the_limit_are_refused_and_the_socket_stays(ali
     assert 0 < refused["retry_after"] <= 1.0
     assert refused["conversation"] == "abc" and refused["client_id"] == "x1"
     await ws.disconnect()
+
+
+async def test_a_database_failure_during_a_frame_is_answered_and_the_socket_lives_on(
+    alice, monkeypatch
+):
+    from django.db import OperationalError
+
+    from chat import tokens
+    from chat.replies.hub import get_hub
+    from tests.protocol import send_frame
+
+    def database_gone(user):  # type: ignore[no-untyped-def]
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(tokens, "resolve", database_gone)  # the first query of a send
+    ws = await connect(alice)
+    frame = send_frame("hello")
+    await ws.send_json_to(frame)
+    error = await ws.receive_json_from(timeout=5)
+    assert (error["type"], error["code"], error["client_id"]) == (
+        "error",
+        "internal_error",
+        frame["client_id"],
+    )
+    await ws.send_json_to({"type": "ping"})
+    assert await ws.receive_json_from(timeout=5) == {"type": "pong"}
+    await ws.disconnect()
+    hub = await get_hub()
+    assert alice.pk not in hub._users, "the closed socket is still registered"

@@ -39,6 +39,8 @@ Reconnected = Callable[[], None]
 # An outage holds at most this many events for Redis; older ones are dropped (and repaired).
 MAX_QUEUED = 20_000
 RECONNECT_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
+# The subscriber pings Redis this often; two intervals without an answer mean a dead connection.
+PING_SECONDS = 15.0
 
 
 class Bus(Protocol):
@@ -135,6 +137,7 @@ class RedisBus:
         self._sync_lock = threading.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._releases: set[asyncio.Task[None]] = set()
+        self._last_read = time.monotonic()
 
     async def start(self, handler: Handler, reconnected: Reconnected) -> None:
         self._handler = handler
@@ -237,6 +240,7 @@ class RedisBus:
                 attempt += 1
                 continue
             attempt = 0
+            self._last_read = time.monotonic()
             self._writer = writer
             if self._channels:
                 self._send_command(b"SUBSCRIBE", *self._channels)
@@ -244,11 +248,13 @@ class RedisBus:
             if connected_before and self._reconnected is not None:
                 self._reconnected()  # events published while we were away are lost
             connected_before = True
+            pinger = asyncio.create_task(self._ping_while_connected(writer), name="bus pinger")
             try:
                 await self._read(reader)
             except (OSError, ValueError, asyncio.IncompleteReadError) as error:
                 self._outage(f"subscriber connection: {error!r}")
             finally:
+                pinger.cancel()
                 self._writer = None
                 writer.close()
                 for waiters in self._confirmations.values():
@@ -257,10 +263,22 @@ class RedisBus:
                             waiter.set_result(None)
                 self._confirmations.clear()
 
+    async def _ping_while_connected(self, writer: asyncio.StreamWriter) -> None:
+        """A connection that went quiet without closing (a NAT or balancer forgot it) would
+        block the reader forever: ping it, and cut it when the answers stop."""
+        while True:
+            await asyncio.sleep(PING_SECONDS)
+            if time.monotonic() - self._last_read > 2 * PING_SECONDS:
+                log.warning("Redis subscriber connection went quiet; reconnecting")
+                writer.transport.abort()
+                return
+            writer.write(_resp_command([b"PING"]))
+
     async def _read(self, reader: asyncio.StreamReader) -> None:
         prefix_length = len(self.prefix)
         while True:
             item = await _read_resp(reader)
+            self._last_read = time.monotonic()
             if not isinstance(item, list) or len(item) < 3:
                 continue
             kind = item[0]
@@ -269,13 +287,20 @@ class RedisBus:
                 origin, encoded = _open_envelope(item[2].decode())
                 if origin == self.origin:
                     continue  # our own publish: local sockets were fed directly
-                self._handler(channel, origin, json.loads(encoded), encoded)
+                try:
+                    self._handler(channel, origin, json.loads(encoded), encoded)
+                except Exception:
+                    # One bad event must not end the only reader of this process's events.
+                    log.exception("could not handle an event on %s", channel)
             elif kind == b"subscribe":
-                waiters = self._confirmations.get(item[1].decode()[prefix_length:])
+                channel = item[1].decode()[prefix_length:]
+                waiters = self._confirmations.get(channel)
                 if waiters:
                     waiter = waiters.popleft()
                     if not waiter.done():
                         waiter.set_result(None)
+                    if not waiters:
+                        del self._confirmations[channel]
 
     # --- a user's sockets in every process --------------------------------------------------------
 
@@ -398,16 +423,16 @@ async def _connect(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter
         asyncio.open_connection(parts.hostname or "127.0.0.1", parts.port or 6379, ssl=context),
         timeout=5,
     )
-    if parts.password:
-        auth = [b"AUTH"]
-        if parts.username:
-            auth.append(unquote(parts.username).encode())
-        auth.append(unquote(parts.password).encode())
-        writer.write(_resp_command(auth))
-        await asyncio.wait_for(_read_resp(reader), timeout=5)
-    # Connected means answering: a Redis that is still starting accepts and then resets.
-    writer.write(_resp_command([b"PING"]))
     try:
+        if parts.password:
+            auth = [b"AUTH"]
+            if parts.username:
+                auth.append(unquote(parts.username).encode())
+            auth.append(unquote(parts.password).encode())
+            writer.write(_resp_command(auth))
+            await asyncio.wait_for(_read_resp(reader), timeout=5)
+        # Connected means answering: a Redis that is still starting accepts and then resets.
+        writer.write(_resp_command([b"PING"]))
         await asyncio.wait_for(_read_resp(reader), timeout=5)
     except BaseException:
         writer.close()

@@ -38,6 +38,8 @@ class Queued:
     reply: str | None = None
     offset: int = 0
     piece: str = ""
+    # The conversation the frame is about (None: about the socket, e.g. `ack`, `error`, `pong`).
+    conversation: str | None = None
 
 
 class Feed:
@@ -66,8 +68,8 @@ class Feed:
             self.hub.unwatch(self.conversation, self)
         self.conversation = conversation
         self.cursors = {}
-        # Events of the old conversation still queued are not for this page any more.
-        self._outbox = deque(item for item in self._outbox if item.reply is None)
+        # Frames of the old conversation still queued are not for this page any more.
+        self._outbox = deque(item for item in self._outbox if item.conversation is None)
         await self.hub.watch(conversation, self)
 
     async def send_state(self, conversation: str, conversation_pk: int, after_seq: int) -> None:
@@ -82,7 +84,7 @@ class Feed:
         except BaseException:
             self._loading = None
             raise
-        self.queue_frame(events.history_frame(conversation, messages))
+        self._queue_about(events.history_frame(conversation, messages))
         for message in messages:
             if message["status"] == Message.Status.STREAMING:
                 self.cursors[message["id"]] = RelayCursor()
@@ -114,13 +116,14 @@ class Feed:
             # Sent whether or not this socket saw the reply stream: a swept reply is news too,
             # and the final message replaces whatever text the browser holds.
             self.cursors.pop(event["reply"], None)
-            self._queue(Queued(encoded or json.dumps(events.done_frame(event))))
+            text = encoded or json.dumps(events.done_frame(event))
+            self._queue(Queued(text, conversation=self.conversation))
 
     def _on_started(self, event: events.StartedEvent) -> None:
         for message in event["messages"]:
             if message["status"] == Message.Status.STREAMING:
                 self.cursors.setdefault(message["id"], RelayCursor.from_start())
-        self.queue_frame(events.messages_frame(event["conversation"], event["messages"]))
+        self._queue_about(events.messages_frame(event["conversation"], event["messages"]))
 
     def _adopt(self, reply_id: str) -> RelayCursor:
         """A delta of a reply this socket never heard start (its `started` was lost): announce
@@ -133,7 +136,7 @@ class Feed:
         message = await _message(reply_id)
         if message is None or self.conversation is None or self.cursors.get(reply_id) is None:
             return
-        self.queue_frame(events.messages_frame(self.conversation, [message]))
+        self._queue_about(events.messages_frame(self.conversation, [message]))
         self.hub.follow(reply_id, self.conversation, sync=True)
 
     def _relay(
@@ -144,28 +147,38 @@ class Feed:
         received: Piece | None = None,
         encoded: str = "",
     ) -> None:
+        at = self.conversation
         for output in outputs:
             if isinstance(output, Snapshot):
-                self.queue_frame(events.snapshot_frame(reply_id, output.text))
+                fell_behind = self._queue_about(events.snapshot_frame(reply_id, output.text))
             elif output == received and encoded:
                 # The event is the frame: encoded once for every socket.
-                self._queue(Queued(encoded, reply_id, output.offset, output.text))
+                fell_behind = self._queue(Queued(encoded, reply_id, output.offset, output.text, at))
             else:
-                frame = events.delta_frame(reply_id, output.offset, output.text)
-                self._queue(Queued(json.dumps(frame), reply_id, output.offset, output.text))
+                text = json.dumps(events.delta_frame(reply_id, output.offset, output.text))
+                fell_behind = self._queue(Queued(text, reply_id, output.offset, output.text, at))
+            if fell_behind:
+                break  # the rest was computed before the rewind: the snapshot brings it
         if cursor.needs_sync and self.conversation is not None:
             self.hub.follow(reply_id, self.conversation, sync=True)
 
     # --- the outbox ----------------------------------------------------------------------------
 
     def queue_frame(self, frame: Frame) -> None:
+        """Queue a frame about the socket itself (kept when it switches conversation)."""
         self._queue(Queued(json.dumps(frame)))
 
-    def _queue(self, item: Queued) -> None:
+    def _queue_about(self, frame: Frame) -> bool:
+        return self._queue(Queued(json.dumps(frame), conversation=self.conversation))
+
+    def _queue(self, item: Queued) -> bool:
+        """Queue a frame; True when that made the socket fall behind (deltas were dropped)."""
         self._outbox.append(item)
-        if len(self._outbox) > settings.SOCKET_QUEUE_FRAMES:
+        fell_behind = len(self._outbox) > settings.SOCKET_QUEUE_FRAMES
+        if fell_behind:
             self._fall_behind()
         self._wake.set()
+        return fell_behind
 
     def _fall_behind(self) -> None:
         """The socket cannot keep up: drop its queued deltas and resynchronise each reply from a

@@ -16,7 +16,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 
 from chat import tokens
 from chat.database import in_db_pool
@@ -49,6 +49,12 @@ class Outcome:
     error_code: str = ""
     error_message: str = ""
 
+
+REFUSED_WRITE = Outcome(
+    Status.ERROR,
+    error_code="internal_error",
+    error_message="Something went wrong on our side while saving this reply. The text is kept.",
+)
 
 SHUTDOWN = Outcome(
     Status.INTERRUPTED,
@@ -221,7 +227,7 @@ class Generation:
         while True:
             try:
                 return await _finish(self.reply_pk, self.text.text, outcome, price)
-            except (DatabaseError, InterfaceError) as error:
+            except (OperationalError, InterfaceError) as error:
                 delay = FINAL_WRITE_DELAYS[min(attempt, len(FINAL_WRITE_DELAYS) - 1)]
                 log.warning(
                     "final write of reply %s failed (%s); retrying in %.1f s",
@@ -231,6 +237,13 @@ class Generation:
                 )
                 attempt += 1
                 await asyncio.sleep(delay)
+            except DatabaseError:
+                # The database refused these values (not an outage): retrying cannot help.
+                # End the reply as failed, without the usage and price that may be at fault.
+                log.exception(
+                    "final write of reply %s refused; ending it as an error", self.reply_id
+                )
+                outcome, price = REFUSED_WRITE, None
 
 
 def _completed(event: Completed) -> Outcome:
@@ -284,16 +297,24 @@ checkpoints = Checkpoints()
 def _checkpoint(texts: dict[int, str]) -> None:
     with transaction.atomic():
         for reply_pk, text in texts.items():
-            Message.objects.checkpoint(reply_pk, text)
+            # One reply's refused write must not take every other reply's heartbeat with it.
+            try:
+                with transaction.atomic():
+                    Message.objects.checkpoint(reply_pk, storable(text))
+            except (OperationalError, InterfaceError):
+                raise
+            except DatabaseError:
+                log.exception("checkpoint of reply %s refused", reply_pk)
 
 
 @in_db_pool
 def _finish(reply_pk: int, text: str, outcome: Outcome, model: ModelInfo | None) -> Message:
     usage = outcome.usage
     pricing = model.pricing if model is not None else None
+    cost = model.price.cost(usage) if model is not None else None
     return Message.objects.finish(
         reply_pk,
-        content=text,
+        content=storable(text),
         status=outcome.status,
         finish_reason=outcome.finish_reason,
         error_code=outcome.error_code,
@@ -302,5 +323,14 @@ def _finish(reply_pk: int, text: str, outcome: Outcome, model: ModelInfo | None)
         completion_tokens=usage.completion_tokens if usage else None,
         total_tokens=usage.total_tokens if usage else None,
         pricing=pricing if isinstance(pricing, dict | list | str) else None,
-        cost=model.price.cost(usage) if model is not None else None,
+        cost=cost if cost is not None and cost < MAX_COST else None,
     )
+
+
+# What Message.cost (14 digits, 8 after the point) can hold.
+MAX_COST = 10**6
+
+
+def storable(text: str) -> str:
+    """Text PostgreSQL will store: a NUL (which a model may emit) cannot be in a text column."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text

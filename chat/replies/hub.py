@@ -135,6 +135,12 @@ class Hub:
 
     async def register(self, generation: LocalGeneration) -> None:
         self._generations[generation.reply_id] = generation
+        followed = self._followed.get(generation.reply_id)
+        if followed is not None and followed.sync_requested is not None:
+            # A socket here asked before this generation registered; the bus does not echo
+            # our own requests back, so answer it now.
+            followed.sync_requested = None
+            asyncio.get_running_loop().call_soon(self._answer_here, generation)
         await self.bus.subscribe(events.reply_channel(generation.reply_id))
 
     def unregister(self, generation: LocalGeneration) -> None:
