@@ -115,7 +115,7 @@ async def test_a_database_failure_during_a_frame_is_answered_and_the_socket_live
     from chat.replies.hub import get_hub
     from tests.protocol import send_frame
 
-    def database_gone(user):  # type: ignore[no-untyped-def]
+    def database_gone(user: object) -> None:
         raise OperationalError("server closed the connection unexpectedly")
 
     monkeypatch.setattr(tokens, "resolve", database_gone)  # the first query of a send
