@@ -17,7 +17,7 @@ from chat.database import in_db_pool
 from chat.models import Conversation, Message, User
 from chat.replies import generation, sweep
 from tests.protocol import send_frame, streamed_text
-from tests.ws import connect, frames_until, send_raw
+from tests.ws import connect, frames_until, send_raw, session_socket
 
 M = TypeVar("M", bound=Model)
 
@@ -409,18 +409,7 @@ async def test_the_socket_refuses_a_foreign_origin(alice):
 
 
 async def test_a_session_cookie_authenticates_the_socket(alice, client):
-    from noboxweb.asgi import application
-
-    await in_db_pool(client.force_login)(alice)
-    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
-    communicator = WebsocketCommunicator(
-        application,
-        "/ws/chat/",
-        headers=[(b"origin", b"http://localhost"), (b"host", b"localhost"), (b"cookie", cookie)],
-    )
-    connected, _ = await communicator.connect()
-    assert connected
-    assert await communicator.receive_json_from(timeout=5) == {"type": "hello"}
+    communicator = await session_socket(client, alice)  # asserts the socket said hello
     await communicator.disconnect()
 
 

@@ -67,13 +67,29 @@ def log_lines(stack: Stack, needle: str) -> list[int]:
     return [log.read_text(errors="replace").count(needle) for log in stack.logs]
 
 
-async def test_redis_restarted_mid_reply_loses_nothing_and_closes_no_socket(
-    faults: FaultStack, clients: OpenPair
-) -> None:
+def lines_with(stack: Stack, *needles: str) -> str:
+    """The daphne logs' lines holding any of `needles`: what a failing assertion shows."""
+    return "\n".join(
+        line
+        for log in stack.logs
+        for line in log.read_text(errors="replace").splitlines()
+        if any(needle in line for needle in needles)
+    )
+
+
+async def a_long_reply_watched_from_both(clients: OpenPair) -> tuple[ChatClient, ChatClient, str]:
+    """A (process 1) starts a long reply in a conversation B (process 2) watches; the reply id."""
     a, b = await clients()
     conversation = await a.new_conversation()
     await b.subscribe(conversation)
     _, reply = await a.send_message(PROMPT, "sim/long", conversation=conversation)
+    return a, b, reply
+
+
+async def test_redis_restarted_mid_reply_loses_nothing_and_closes_no_socket(
+    faults: FaultStack, clients: OpenPair
+) -> None:
+    a, b, reply = await a_long_reply_watched_from_both(clients)
     await b.wait_until(lambda: shown_share(b, reply) > 0.2, "a fifth of the reply", 15)
     unavailable_before = log_lines(faults.stack, "Redis unavailable")
 
@@ -99,24 +115,14 @@ async def test_redis_restarted_mid_reply_loses_nothing_and_closes_no_socket(
         await fresh.close()
     # One line when the outage starts, per process: not one per publish.
     after = log_lines(faults.stack, "Redis unavailable")
-    redis_lines = [
-        line
-        for log in faults.stack.logs
-        for line in log.read_text(errors="replace").splitlines()
-        if "Redis" in line
-    ]
-    assert [n - m for n, m in zip(after, unavailable_before, strict=True)] == [1, 1], "\n".join(
-        redis_lines
-    )
+    new_lines = [n - m for n, m in zip(after, unavailable_before, strict=True)]
+    assert new_lines == [1, 1], lines_with(faults.stack, "Redis")
 
 
 async def test_postgresql_cut_off_across_the_end_of_a_reply_keeps_every_character(
     faults: FaultStack, clients: OpenPair
 ) -> None:
-    a, b = await clients()
-    conversation = await a.new_conversation()
-    await b.subscribe(conversation)
-    _, reply = await a.send_message(PROMPT, "sim/long", conversation=conversation)
+    a, b, reply = await a_long_reply_watched_from_both(clients)
     await a.wait_until(lambda: shown_share(a, reply) > 0.6, "most of the reply", 15)
 
     faults.database.cut()
@@ -128,13 +134,8 @@ async def test_postgresql_cut_off_across_the_end_of_a_reply_keeps_every_characte
 
     done_a = await a.done(reply)
     done_b = await b.done(reply)
-    warnings = [
-        line
-        for log in faults.stack.logs
-        for line in log.read_text(errors="replace").splitlines()
-        if "WARNING" in line or "ERROR" in line
-    ]
-    assert done_a["status"] == done_b["status"] == "complete", "\n".join(warnings[-30:])
+    warnings = lines_with(faults.stack, "WARNING", "ERROR")
+    assert done_a["status"] == done_b["status"] == "complete", warnings
     assert done_a["content"] == FULL_REPLY
     row = await reply_row(faults.stack, reply)
     assert (row.status, row.content) == ("complete", FULL_REPLY)

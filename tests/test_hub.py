@@ -4,7 +4,9 @@ falls behind, switching conversations, lost `done`s. Real consumer, real hub, re
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from channels.testing import WebsocketCommunicator
@@ -12,7 +14,7 @@ from channels.testing import WebsocketCommunicator
 from chat.database import in_db_pool
 from chat.models import Conversation, Message, User
 from chat.replies import events
-from chat.replies.hub import get_hub
+from chat.replies.hub import Hub, get_hub
 from tests.protocol import streamed_text
 from tests.ws import connect, frames_until
 
@@ -57,153 +59,145 @@ async def watching(alice: User, conversation: str) -> WebsocketCommunicator:
     return ws
 
 
-async def test_a_late_joiner_gets_the_text_so_far_from_this_processs_generation(alice):
-    conversation, reply = await streaming_reply(alice, content="stale checkpoint")
-    hub = await get_hub()
-    generation = StandInGeneration(reply, conversation, text="the text so far")
-    await hub.register(generation)
-    ws = await watching(alice, conversation)
-    frames = await frames_until(ws, "snapshot")
-    assert frames[-1] == {"type": "snapshot", "reply": reply, "text": "the text so far"}
-    hub.unregister(generation)
-    await ws.disconnect()
+@dataclass
+class Watched:
+    """A streaming reply of this process's stand-in generation, and a socket watching it."""
+
+    hub: Hub
+    generation: StandInGeneration
+    ws: WebsocketCommunicator
+    frames: list[dict[str, Any]]  # what the socket got on joining
+
+    @property
+    def conversation(self) -> str:
+        return self.generation.conversation_id
+
+    @property
+    def reply(self) -> str:
+        return self.generation.reply_id
+
+    def publish_pieces(self, pieces: list[str]) -> None:
+        """Publish each piece at once, one after the other, as a fast model would."""
+        for piece in pieces:
+            offset = len(self.generation.text)
+            self.hub.publish(self.conversation, events.delta(self.reply, offset, piece))
+            self.generation.text += piece
 
 
-async def test_a_gap_is_filled_from_a_snapshot_with_no_duplicate(alice):
-    conversation, reply = await streaming_reply(alice)
-    hub = await get_hub()
-    generation = StandInGeneration(reply, conversation, text="abc")
-    await hub.register(generation)
-    ws = await watching(alice, conversation)
-    await frames_until(ws, "snapshot")
+Watch = Callable[..., Awaitable[Watched]]
 
+
+@pytest.fixture
+async def watch(alice: User) -> AsyncIterator[Watch]:
+    """Starts a stand-in reply (registered unless `register=False`) and a socket subscribed to
+    it, read up to `until`; unregisters and disconnects everything afterwards."""
+    started: list[Watched] = []
+
+    async def start(
+        text: str = "", checkpoint: str = "", until: str = "snapshot", register: bool = True
+    ) -> Watched:
+        conversation, reply = await streaming_reply(alice, content=checkpoint)
+        hub = await get_hub()
+        generation = StandInGeneration(reply, conversation, text=text)
+        if register:
+            await hub.register(generation)
+        ws = await watching(alice, conversation)
+        watched = Watched(hub, generation, ws, await frames_until(ws, until))
+        started.append(watched)
+        return watched
+
+    yield start
+    for watched in started:
+        watched.hub.unregister(watched.generation)
+        await watched.ws.disconnect()
+
+
+async def test_a_late_joiner_gets_the_text_so_far_from_this_processs_generation(watch):
+    w = await watch(text="the text so far", checkpoint="stale checkpoint")
+    assert w.frames[-1] == {"type": "snapshot", "reply": w.reply, "text": "the text so far"}
+
+
+async def test_a_gap_is_filled_from_a_snapshot_with_no_duplicate(watch):
+    w = await watch(text="abc")
     # "def" is lost on its way; "ghi" arrives after a hole.
-    generation.text = "abcdefghi"
-    hub.publish(conversation, events.delta(reply, 6, "ghi"))
+    w.generation.text = "abcdefghi"
+    w.hub.publish(w.conversation, events.delta(w.reply, 6, "ghi"))
     # The held piece is not sent across the hole; the snapshot it asked for fills the hole and
     # covers it, so the page gets exactly the missing text, once.
-    assert await ws.receive_json_from(timeout=5) == {
+    assert await w.ws.receive_json_from(timeout=5) == {
         "type": "delta",
-        "reply": reply,
+        "reply": w.reply,
         "offset": 3,
         "text": "defghi",
     }
-    assert await ws.receive_nothing(timeout=0.3)
-    hub.unregister(generation)
-    await ws.disconnect()
+    assert await w.ws.receive_nothing(timeout=0.3)
 
 
-async def test_a_socket_that_falls_behind_is_resynchronised_not_skipped(alice, settings):
+async def test_a_socket_that_falls_behind_is_resynchronised_not_skipped(watch, settings):
     settings.SOCKET_QUEUE_FRAMES = 10
-    conversation, reply = await streaming_reply(alice)
-    hub = await get_hub()
-    generation = StandInGeneration(reply, conversation)
-    await hub.register(generation)
-    ws = await watching(alice, conversation)
-    frames = await frames_until(ws, "snapshot")
-
-    # Fifty pieces with no chance for the socket to write in between.
-    for i in range(50):
-        piece = f"<{i}>"
-        hub.publish(conversation, events.delta(reply, len(generation.text), piece))
-        generation.text += piece
+    w = await watch()
+    w.publish_pieces([f"<{i}>" for i in range(50)])  # no chance for the socket to write
     await asyncio.sleep(0.2)  # the final write
-    hub.publish(conversation, await finish(reply, generation.text))
-    frames += await frames_until(ws, "done")
+    w.hub.publish(w.conversation, await finish(w.reply, w.generation.text))
+    frames = w.frames + await frames_until(w.ws, "done")
 
-    assert streamed_text(frames, reply) == generation.text
+    assert streamed_text(frames, w.reply) == w.generation.text
     deltas = [f for f in frames if f["type"] == "delta"]
     assert len(deltas) < 50, "nothing was dropped: the socket never fell behind"
-    hub.unregister(generation)
-    await ws.disconnect()
 
 
-async def test_a_socket_that_switched_conversation_hears_nothing_more_of_the_old_one(alice):
-    old, reply = await streaming_reply(alice)
+async def test_a_socket_that_switched_conversation_hears_nothing_more_of_the_old_one(watch, alice):
+    w = await watch(text="old text")
     new = await in_db_pool(Conversation.objects.create)(owner=alice, title="new")
-    hub = await get_hub()
-    generation = StandInGeneration(reply, old, text="old text")
-    await hub.register(generation)
-    ws = await watching(alice, old)
-    await frames_until(ws, "snapshot")
-    await ws.send_json_to({"type": "subscribe", "conversation": new.public_id})
-    await frames_until(ws, "history")
+    await w.ws.send_json_to({"type": "subscribe", "conversation": new.public_id})
+    await frames_until(w.ws, "history")
 
-    hub.publish(old, events.delta(reply, 8, " more"))
-    hub.publish(old, await finish(reply, "old text more"))
-    assert await ws.receive_nothing(timeout=0.5)
-    hub.unregister(generation)
-    await ws.disconnect()
+    w.hub.publish(w.conversation, events.delta(w.reply, 8, " more"))
+    w.hub.publish(w.conversation, await finish(w.reply, "old text more"))
+    assert await w.ws.receive_nothing(timeout=0.5)
 
 
-async def test_a_socket_that_missed_done_gets_it_from_the_database(alice, settings):
+async def test_a_socket_that_missed_done_gets_it_from_the_database(watch, settings):
     settings.RELAY_SILENCE_CHECK = 0.5
     settings.RELAY_WATCHDOG_INTERVAL = 0.2
-    conversation, reply = await streaming_reply(alice)
-    hub = await get_hub()
-    generation = StandInGeneration(reply, conversation, text="all of it")
-    await hub.register(generation)
-    ws = await watching(alice, conversation)
-    await frames_until(ws, "snapshot")
+    w = await watch(text="all of it")
     # The reply now runs "elsewhere" (unknown to this hub), ends, and its `done` is lost.
-    hub.unregister(generation)
-    await finish(reply, "all of it")
+    w.hub.unregister(w.generation)
+    await finish(w.reply, "all of it")
 
-    frames = await frames_until(ws, "done", timeout=10)
+    frames = await frames_until(w.ws, "done", timeout=10)
     assert frames[-1]["message"]["status"] == "complete"
     assert frames[-1]["message"]["content"] == "all of it"
-    await ws.disconnect()
 
 
-async def test_stop_reaches_the_generation_of_this_process(alice):
-    conversation, reply = await streaming_reply(alice)
-    hub = await get_hub()
-    generation = StandInGeneration(reply, conversation)
-    await hub.register(generation)
-    ws = await watching(alice, conversation)
-    await frames_until(ws, "history")
-    await ws.send_json_to({"type": "stop", "conversation": conversation})
+async def test_stop_reaches_the_generation_of_this_process(watch):
+    w = await watch(until="history")
+    await w.ws.send_json_to({"type": "stop", "conversation": w.conversation})
     for _ in range(50):
-        if generation.stopped:
+        if w.generation.stopped:
             break
         await asyncio.sleep(0.02)
-    assert generation.stopped
-    hub.unregister(generation)
-    await ws.disconnect()
+    assert w.generation.stopped
 
 
-async def test_deltas_waiting_in_a_row_go_out_as_one_frame(alice):
-    conversation, reply = await streaming_reply(alice)
-    hub = await get_hub()
-    generation = StandInGeneration(reply, conversation)
-    await hub.register(generation)
-    ws = await watching(alice, conversation)
-    frames = await frames_until(ws, "snapshot")
-    joined = len(frames)
-
-    for i in range(30):  # faster than the socket can write: they wait in its queue
-        piece = f"[{i}]"
-        hub.publish(conversation, events.delta(reply, len(generation.text), piece))
-        generation.text += piece
-    while streamed_text(frames, reply) != generation.text:
-        frames.append(await ws.receive_json_from(timeout=5))
-    assert len(frames) - joined < 30, "every delta went out on its own"
-    hub.unregister(generation)
-    await ws.disconnect()
+async def test_deltas_waiting_in_a_row_go_out_as_one_frame(watch):
+    w = await watch()
+    frames = list(w.frames)
+    w.publish_pieces([f"[{i}]" for i in range(30)])  # faster than the socket can write
+    while streamed_text(frames, w.reply) != w.generation.text:
+        frames.append(await w.ws.receive_json_from(timeout=5))
+    assert len(frames) - len(w.frames) < 30, "every delta went out on its own"
 
 
-async def test_a_sync_asked_before_the_generation_registered_is_answered_when_it_does(alice):
-    conversation, reply = await streaming_reply(alice, content="stale checkpoint")
-    hub = await get_hub()
-    ws = await watching(alice, conversation)
-    await frames_until(ws, "history")  # the sync went out with no generation here yet
-    generation = StandInGeneration(reply, conversation, text="live text")
-    await hub.register(generation)
+async def test_a_sync_asked_before_the_generation_registered_is_answered_when_it_does(watch):
+    # The socket's sync goes out while no generation here has the reply yet.
+    w = await watch(
+        text="live text", checkpoint="stale checkpoint", until="history", register=False
+    )
+    await w.hub.register(w.generation)
     # Well before the 3 s fallback to the database checkpoint.
-    assert await ws.receive_json_from(timeout=1) == {
+    assert await w.ws.receive_json_from(timeout=1) == {
         "type": "snapshot",
-        "reply": reply,
+        "reply": w.reply,
         "text": "live text",
     }
-    hub.unregister(generation)
-    await ws.disconnect()

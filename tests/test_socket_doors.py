@@ -8,26 +8,9 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 
 from chat.database import in_db_pool
-from chat.models import User
-from tests.ws import connect
+from tests.ws import connect, session_socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-async def session_socket(client: Client, user: User) -> WebsocketCommunicator:
-    from noboxweb.asgi import application
-
-    await in_db_pool(client.force_login)(user)
-    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
-    communicator = WebsocketCommunicator(
-        application,
-        "/ws/chat/",
-        headers=[(b"origin", b"http://localhost"), (b"host", b"localhost"), (b"cookie", cookie)],
-    )
-    connected, _ = await communicator.connect()
-    assert connected
-    assert await communicator.receive_json_from(timeout=5) == {"type": "hello"}
-    return communicator
 
 
 async def test_signing_out_closes_that_sessions_sockets_at_once(alice, client):
@@ -37,7 +20,6 @@ async def test_signing_out_closes_that_sessions_sockets_at_once(alice, client):
 
 
 async def test_signing_out_leaves_the_other_sessions_sockets_open(alice, client):
-    from django.test import Client
 
     mine = await session_socket(client, alice)
     other_client = Client()

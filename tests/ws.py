@@ -21,6 +21,25 @@ async def connect(user: Any) -> WebsocketCommunicator:
     return communicator
 
 
+async def session_socket(client: Any, user: Any) -> WebsocketCommunicator:
+    """A socket through the whole ASGI stack (origin check, session cookie), signed in as `user`
+    by the Django test `client`'s session; returned once it said `hello`."""
+    from chat.database import in_db_pool
+    from noboxweb.asgi import application
+
+    await in_db_pool(client.force_login)(user)
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+    communicator = WebsocketCommunicator(
+        application,
+        "/ws/chat/",
+        headers=[(b"origin", b"http://localhost"), (b"host", b"localhost"), (b"cookie", cookie)],
+    )
+    connected, _ = await communicator.connect()
+    assert connected
+    assert await communicator.receive_json_from(timeout=5) == {"type": "hello"}
+    return communicator
+
+
 async def frames_until(
     communicator: WebsocketCommunicator, frame_type: str, timeout: float = 10.0
 ) -> list[dict[str, Any]]:
