@@ -76,3 +76,12 @@ def stored_token(user: User) -> str | None:
 
     record = NoboxToken.objects.filter(user=user).first()
     return tokens.decrypt(record.ciphertext) if record else None
+
+
+@pytest.fixture(autouse=True)
+def _database_reachable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """chat.database remembers, process-wide, when a call last failed or was slow (the sweep
+    waits after one): each test starts from a database that has been fine all along."""
+    from chat import database
+
+    monkeypatch.setattr(database, "_last_failure", None)
