@@ -17,6 +17,7 @@ from chat.database import in_db_pool
 from chat.models import Conversation, Message, User
 from chat.replies import generation, sweep
 from tests.protocol import send_frame, streamed_text
+from tests.rows import streaming_reply
 from tests.ws import connect, frames_until, send_raw, session_socket
 
 M = TypeVar("M", bound=Model)
@@ -414,24 +415,12 @@ async def test_a_session_cookie_authenticates_the_socket(alice, client):
 
 
 async def test_a_reply_orphaned_by_a_dead_process_is_swept_as_interrupted(alice, settings):
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    conversation = await Conversation.objects.acreate(owner=alice, next_seq=3)
+    conversation = await Conversation.objects.acreate(owner=alice)
     ws = await connect(alice)
     await ws.send_json_to({"type": "subscribe", "conversation": conversation.public_id})
     await frames_until(ws, "history")
     # A reply whose process died a minute ago, after this socket started watching.
-    await Message.objects.acreate(conversation=conversation, seq=1, role="user", content="q")
-    orphan = await Message.objects.acreate(
-        conversation=conversation,
-        seq=2,
-        role="assistant",
-        status="streaming",
-        content="half an ans",
-        heartbeat_at=timezone.now() - timedelta(seconds=60),
-    )
+    orphan = await streaming_reply(alice, "half an ans", 60, conversation)
 
     await sweep.sweep_and_announce()
     done = (await frames_until(ws, "done", timeout=10))[-1]
@@ -448,23 +437,13 @@ async def test_no_reply_is_swept_just_after_this_process_lost_the_database(
 ):
     """Every process's heartbeats go stale while the database is away: a sweep right after it
     comes back would take live replies for orphans."""
-    from datetime import timedelta
 
     from django.db import OperationalError
-    from django.utils import timezone
 
     from chat import database
 
     monkeypatch.setattr(database, "_last_failure", None)  # restored after the test
-    conversation = await Conversation.objects.acreate(owner=alice, next_seq=3)
-    await Message.objects.acreate(conversation=conversation, seq=1, role="user", content="q")
-    stale = await Message.objects.acreate(
-        conversation=conversation,
-        seq=2,
-        role="assistant",
-        status="streaming",
-        heartbeat_at=timezone.now() - timedelta(seconds=60),
-    )
+    stale = await streaming_reply(alice, beat_seconds_ago=60)
 
     def unreachable() -> None:
         raise OperationalError("connection refused")  # what the driver says of a lost server
@@ -618,21 +597,10 @@ async def test_a_reply_on_the_team_token_is_attributed_to_the_user(bob, nobox):
 
 
 async def test_when_no_process_answers_the_checkpoint_is_shown(alice):
-    from django.utils import timezone
-
-    conversation = await Conversation.objects.acreate(owner=alice, next_seq=3)
-    await Message.objects.acreate(conversation=conversation, seq=1, role="user", content="q")
     # Streaming, heart-beating a moment ago, but no generation task answers `sync`.
-    reply = await Message.objects.acreate(
-        conversation=conversation,
-        seq=2,
-        role="assistant",
-        status="streaming",
-        content="checkpointed text",
-        heartbeat_at=timezone.now(),
-    )
+    reply = await streaming_reply(alice, "checkpointed text")
     ws = await connect(alice)
-    await ws.send_json_to({"type": "subscribe", "conversation": conversation.public_id})
+    await ws.send_json_to({"type": "subscribe", "conversation": reply.conversation.public_id})
     frames = await frames_until(ws, "snapshot", timeout=10)
     assert frames[-1] == {"type": "snapshot", "reply": reply.public_id, "text": "checkpointed text"}
     await ws.disconnect()

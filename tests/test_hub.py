@@ -16,6 +16,7 @@ from chat.models import Conversation, Message, User
 from chat.replies import events
 from chat.replies.hub import Hub, get_hub
 from tests.protocol import streamed_text
+from tests.rows import streaming_reply
 from tests.ws import connect, frames_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -35,16 +36,6 @@ class StandInGeneration:
 
     def published_text(self) -> str:
         return self.text
-
-
-@in_db_pool
-def streaming_reply(owner: User, content: str = "") -> tuple[str, str]:
-    conversation = Conversation.objects.create(owner=owner, title="t", next_seq=3)
-    Message.objects.create(conversation=conversation, seq=1, role="user", content="hi")
-    reply = Message.objects.create(
-        conversation=conversation, seq=2, role="assistant", status="streaming", content=content
-    )
-    return conversation.public_id, reply.public_id
 
 
 @in_db_pool
@@ -96,9 +87,10 @@ async def watch(alice: User) -> AsyncIterator[Watch]:
     async def start(
         text: str = "", checkpoint: str = "", until: str = "snapshot", register: bool = True
     ) -> Watched:
-        conversation, reply = await streaming_reply(alice, content=checkpoint)
+        row = await streaming_reply(alice, content=checkpoint)
+        conversation = row.conversation.public_id
         hub = await get_hub()
-        generation = StandInGeneration(reply, conversation, text=text)
+        generation = StandInGeneration(row.public_id, conversation, text=text)
         if register:
             await hub.register(generation)
         ws = await watching(alice, conversation)

@@ -31,8 +31,8 @@ from chat.replies.events import BusEvent
 
 log = logging.getLogger(__name__)
 
-# (channel, origin of the event, the event, the event as JSON)
-Handler = Callable[[str, str, BusEvent, str], None]
+# (channel, the event, the event as JSON)
+Handler = Callable[[str, BusEvent, str], None]
 # Called after the bus was cut off from other processes and is back: events may have been lost.
 Reconnected = Callable[[], None]
 
@@ -44,13 +44,9 @@ PING_SECONDS = 15.0
 
 
 class Bus(Protocol):
-    origin: str
-
     async def start(self, handler: Handler, reconnected: Reconnected) -> None: ...
 
     def publish(self, channel: str, event: BusEvent, encoded: str) -> None: ...
-
-    def publish_from_thread(self, channel: str, event: BusEvent) -> None: ...
 
     async def subscribe(self, channel: str) -> None: ...
 
@@ -78,7 +74,6 @@ class LocalBus:
     """One process: every socket is fed by the hub directly; only thread-side events need a hop."""
 
     def __init__(self) -> None:
-        self.origin = uuid.uuid4().hex
         self._handler: Handler | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -94,7 +89,7 @@ class LocalBus:
         if loop is None or handler is None or loop.is_closed():
             return  # no socket was ever opened in this process: nobody to tell
         encoded = json.dumps(event)
-        loop.call_soon_threadsafe(handler, channel, "thread", event, encoded)
+        loop.call_soon_threadsafe(handler, channel, event, encoded)
 
     async def subscribe(self, channel: str) -> None:
         return None
@@ -133,8 +128,6 @@ class RedisBus:
                 url, max_connections=max_connections, timeout=10, health_check_interval=30
             )
         )
-        self._sync_client: redis.Redis | None = None
-        self._sync_lock = threading.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._releases: set[asyncio.Task[None]] = set()
         self._last_read = time.monotonic()
@@ -154,17 +147,6 @@ class RedisBus:
             self._outbox.popleft()
         self._outbox.append((self.prefix + channel, _envelope(self.origin, encoded)))
         self._wake.set()
-
-    def publish_from_thread(self, channel: str, event: BusEvent) -> None:
-        # From synchronous code (a signal in a view's thread): its own short-lived client.
-        payload = _envelope("thread", json.dumps(event))
-        with self._sync_lock:
-            if self._sync_client is None:
-                self._sync_client = redis.Redis.from_url(self.url, socket_connect_timeout=5)
-            try:
-                self._sync_client.publish(self.prefix + channel, payload)
-            except redis.RedisError:
-                log.warning("could not publish %s to Redis", event["type"])
 
     async def _publisher(self) -> None:
         """One task sends every publish, in order, pipelined: one round trip per batch."""
@@ -288,7 +270,7 @@ class RedisBus:
                 if origin == self.origin:
                     continue  # our own publish: local sockets were fed directly
                 try:
-                    self._handler(channel, origin, json.loads(encoded), encoded)
+                    self._handler(channel, json.loads(encoded), encoded)
                 except Exception:
                     # One bad event must not end the only reader of this process's events.
                     log.exception("could not handle an event on %s", channel)
@@ -353,6 +335,25 @@ class RedisBus:
             lasted = asyncio.get_running_loop().time() - self._down_since
             self._down_since = None
             log.warning("Redis available again after %.1f s; resynchronising", lasted)
+
+
+# --- publishing from synchronous code -----------------------------------------------------------
+
+_sync_clients: dict[str, redis.Redis] = {}
+_sync_lock = threading.Lock()
+
+
+def publish_to_redis_from_thread(url: str, prefix: str, channel: str, event: BusEvent) -> None:
+    """Publish from synchronous code (a signal in a view's thread, a management command), on a
+    plain client of its own: every process subscribed, this one included, hears it."""
+    with _sync_lock:
+        client = _sync_clients.get(url)
+        if client is None:
+            client = _sync_clients[url] = redis.Redis.from_url(url, socket_connect_timeout=5)
+    try:
+        client.publish(f"{prefix}:{channel}", _envelope("thread", json.dumps(event)))
+    except redis.RedisError:
+        log.warning("could not publish %s to Redis", event["type"])
 
 
 # --- a user's sockets across processes ----------------------------------------------------------

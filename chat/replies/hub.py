@@ -25,7 +25,7 @@ from django.conf import settings
 from chat.database import in_db_pool
 from chat.models import Message, WireMessage
 from chat.replies import events
-from chat.replies.bus import Bus, LocalBus, RedisBus
+from chat.replies.bus import Bus, LocalBus, RedisBus, publish_to_redis_from_thread
 from chat.replies.events import BusEvent, ConversationEvent
 
 log = logging.getLogger(__name__)
@@ -228,7 +228,7 @@ class Hub:
             if event["type"] == "snapshot":
                 followed.sync_requested = None
 
-    def _on_bus(self, channel: str, origin: str, event: BusEvent, encoded: str) -> None:
+    def _on_bus(self, channel: str, event: BusEvent, encoded: str) -> None:
         kind, _, key = channel.partition(":")
         if kind == "conv":
             self._deliver(key, event, encoded)  # type: ignore[arg-type]
@@ -354,17 +354,8 @@ def running_hub() -> Hub | None:
 def tell_from_thread(channel: str, event: BusEvent) -> None:
     """Publish from synchronous code (a signal in a view's thread, a management command)."""
     if settings.REDIS_URL:
-        _thread_bus().publish_from_thread(channel, event)
+        publish_to_redis_from_thread(settings.REDIS_URL, settings.REDIS_PREFIX, channel, event)
         return
     for hub in list(_hubs.values()):
-        hub.bus.publish_from_thread(channel, event)
-
-
-_thread_redis: RedisBus | None = None
-
-
-def _thread_bus() -> Bus:
-    global _thread_redis
-    if _thread_redis is None:
-        _thread_redis = RedisBus(settings.REDIS_URL, settings.REDIS_PREFIX, 2)
-    return _thread_redis
+        if isinstance(hub.bus, LocalBus):
+            hub.bus.publish_from_thread(channel, event)
