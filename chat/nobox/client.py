@@ -381,10 +381,13 @@ async def _sse_events(response: httpx.Response, clock: _Clock) -> AsyncGenerator
 class _ReadDeadline:
     """The clock's event deadline over a stream's reads, kept by one timer for the whole stream.
 
-    The timer is not moved on every read (the deadline usually moves on every event): when it
-    fires it looks at the deadline as it is now, and either expires the read under way or is
-    set again for the new deadline. When no read is under way it lapses and the next read sets
-    it. Expiring cancels the reading task, as `asyncio.timeout` does, and turns that one
+    The timer is not moved on every read when the deadline moved later (as it does on every
+    event): when it fires it looks at the deadline as it is now, and either expires the read
+    under way or is set again for the new deadline. It is moved only when the deadline came
+    sooner (the first event turns the long first-byte wait into the short stall limit). When no
+    read is under way it lapses and the next read sets it.
+
+    Expiring cancels the reading task, as `asyncio.timeout` does, and turns that one
     cancellation (told apart by `uncancel`) into NoboxTimeout; any other cancellation (a stop)
     passes through.
     """
@@ -399,8 +402,10 @@ class _ReadDeadline:
     async def read(self, awaitable: Awaitable[T]) -> T:
         reader = self._reader = asyncio.current_task()
         assert reader is not None, "reads run in a task"
-        if self._timer is None:
-            self._arm()
+        deadline = self._clock.event_limit()[0]
+        if self._timer is None or self._timer.when() > deadline:
+            self.close()
+            self._arm(deadline)
         try:
             return await awaitable
         except asyncio.CancelledError:
@@ -414,8 +419,8 @@ class _ReadDeadline:
         if self._timer is not None:
             self._timer.cancel()
 
-    def _arm(self) -> None:
-        self._timer = self._loop.call_at(self._clock.event_limit()[0], self._check)
+    def _arm(self, deadline: float) -> None:
+        self._timer = self._loop.call_at(deadline, self._check)
 
     def _check(self) -> None:
         self._timer = None
@@ -423,7 +428,7 @@ class _ReadDeadline:
             return  # no read under way: the next one sets the timer again
         deadline, phase = self._clock.event_limit()
         if self._loop.time() < deadline:
-            self._arm()
+            self._arm(deadline)
         else:
             self._expired = phase
             self._reader.cancel()
