@@ -211,6 +211,8 @@ VENDOR_FILES = {
     "vendor/highlight/styles/github-dark.min.css": (
         "@highlightjs/cdn-assets/styles/github-dark.min.css"
     ),
+    # TeX to MathML, loaded by render.js only once a message holds math (150 kB compressed).
+    "vendor/katex/katex.mjs": "katex/dist/katex.mjs",
 }
 STATICFILES_FINDERS = [
     "django.contrib.staticfiles.finders.FileSystemFinder",
