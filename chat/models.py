@@ -10,6 +10,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.db import connection, models
 from django.db.models import Q
+from django.urls import reverse
 from django.utils import timezone
 
 
@@ -178,25 +179,25 @@ class Conversation(models.Model):
         self,
         author: Any,
         text: str,
-        attachments: list[dict[str, Any]],
+        files: list[Attachment],
         client_id: str,
         token_source: str,
     ) -> tuple[Message, Message]:
-        """Store the user's message and a streaming placeholder for the reply, under the
-        caller's transaction and row lock; saves this conversation's settings with them."""
-        user_message, reply = self.next_turn(author, text, attachments, client_id, token_source)
+        """Store the user's message (with its `files`, unsaved, whose bytes are already in
+        storage) and a streaming placeholder for the reply, under the caller's transaction and
+        row lock; saves this conversation's settings with them."""
+        user_message, reply = self.next_turn(author, text, client_id, token_source)
+        user_message.attachments = [attachment.reference() for attachment in files]
         user_message.save(force_insert=True)
+        for position, attachment in enumerate(files):
+            attachment.message, attachment.position = user_message, position
+        Attachment.objects.bulk_create(files)
         reply.save(force_insert=True)
         self.save(update_fields=self.TURN_FIELDS)
         return user_message, reply
 
     def next_turn(
-        self,
-        author: Any,
-        text: str,
-        attachments: list[dict[str, Any]],
-        client_id: str,
-        token_source: str,
+        self, author: Any, text: str, client_id: str, token_source: str
     ) -> tuple[Message, Message]:
         """The user's message and the reply's streaming placeholder, not saved yet, with this
         conversation's `next_seq` and `updated_at` moved on (the caller saves all three)."""
@@ -208,7 +209,6 @@ class Conversation(models.Model):
             role=Message.Role.USER,
             author=author,
             content=text,
-            attachments=attachments,
             client_id=client_id,
             created_at=now,
         )
@@ -271,10 +271,15 @@ class WireUsage(TypedDict):
     total_tokens: int | None
 
 
-class WireAttachment(TypedDict, total=False):
-    type: str
-    url: str
-    format: str
+class WireAttachment(TypedDict):
+    """A file of a message as the page sees it: a reference, never the bytes."""
+
+    id: str
+    type: str  # "image", "audio" or "text"
+    url: str  # served only to those who may see the message (chat.views.attachment)
+    name: str
+    size: int
+    format: str  # "wav" or "mp3" for audio, else ""
 
 
 class WireMessage(TypedDict):
@@ -324,7 +329,8 @@ class Message(models.Model):
     )
     # Plain text of the message; for user messages with attachments, the text part.
     content = models.TextField(blank=True)
-    # Non-text content parts (image_url / input_audio) exactly as sent upstream.
+    # References to the message's files (`files`, chat.attachments): what the page shows of
+    # them, so no message needs a query or carries bytes to be shown.
     attachments = models.JSONField(default=list, blank=True)
     # Idempotency key chosen by the browser for a user message: a resent `send` finds it. NULL
     # (not "") for assistant messages, so the unique constraint ignores them.
@@ -380,7 +386,7 @@ class Message(models.Model):
             "seq": self.seq,
             "role": self.role,
             "content": self.content,
-            "attachments": [_attachment_summary(part) for part in self.attachments],
+            "attachments": [_with_url(reference) for reference in self.attachments],
             "model": self.model,
             "status": self.status,
             "error": {"code": self.error_code, "message": self.error_message}
@@ -399,10 +405,47 @@ class Message(models.Model):
         }
 
 
-def _attachment_summary(part: dict[str, Any]) -> WireAttachment:
-    """What the page needs to show an attachment: images inline (data URLs), audio by format."""
-    if part.get("type") == "image_url":
-        return {"type": "image", "url": part.get("image_url", {}).get("url", "")}
-    if part.get("type") == "input_audio":
-        return {"type": "audio", "format": part.get("input_audio", {}).get("format", "")}
-    return {"type": "other"}
+class Attachment(models.Model):
+    """A file sent with a user message (chat.attachments): its bytes live in storage under
+    `stored_name`, never in the row or in frames."""
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="files")
+    position = models.PositiveSmallIntegerField()
+    kind = models.CharField(max_length=8)  # image, audio or text
+    content_type = models.CharField(max_length=64)
+    audio_format = models.CharField(max_length=8, blank=True)
+    name = models.CharField(max_length=200)
+    size = models.PositiveIntegerField()
+    stored_name = models.CharField(max_length=255)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["message", "position"]
+        constraints: ClassVar[list[Any]] = [
+            models.UniqueConstraint(fields=["message", "position"], name="attachment_position"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def reference(self) -> dict[str, Any]:
+        """What the message keeps of this file (Message.attachments)."""
+        return {
+            "id": self.public_id,
+            "type": self.kind,
+            "name": self.name,
+            "size": self.size,
+            "format": self.audio_format,
+        }
+
+
+def _with_url(reference: dict[str, Any]) -> WireAttachment:
+    return {
+        "id": reference["id"],
+        "type": reference["type"],
+        "url": reverse("chat:attachment", args=[reference["id"]]),
+        "name": reference["name"],
+        "size": reference["size"],
+        "format": reference["format"],
+    }

@@ -11,6 +11,7 @@ urlpatterns = [
     path("c/<str:public_id>/", views.conversation, name="conversation"),
     path("c/<str:public_id>/rename", views.rename, name="rename"),
     path("c/<str:public_id>/delete", views.delete, name="delete"),
+    path("files/<str:public_id>", views.attachment, name="attachment"),
     path("settings/", views.token_settings, name="settings"),
     path("api/models", views.models_list, name="models"),
 ]

@@ -8,13 +8,14 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_POST
 
 from chat import tokens, upstream
-from chat.access import conversation_or_404
+from chat.access import attachment_or_404, conversation_or_404
+from chat.attachments import attachment_response
 from chat.forms import RenameForm, TokenForm
 from chat.models import Conversation, NoboxToken, User
 from chat.nobox import InvalidToken, NoboxError
@@ -97,6 +98,14 @@ def delete(request: HttpRequest, public_id: str) -> HttpResponse:
     conversation_or_404(_user(request), public_id).delete()
     messages.success(request, "Conversation deleted.")
     return redirect("chat:home")
+
+
+@login_required
+@require_GET
+def attachment(request: HttpRequest, public_id: str) -> FileResponse:
+    """A file of a message, to those who may see the message (else 404, as for any id)."""
+    file = attachment_or_404(_user(request), public_id)
+    return attachment_response(file)
 
 
 async def _auser(request: HttpRequest) -> User | None:

@@ -220,7 +220,12 @@ STATICFILES_FINDERS = [
     "chat.static_vendor.VendorFinder",
 ]
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Attachments (chat.attachments), served only through chat.views.attachment: never a
+    # public URL. Any Django storage backend can take its place.
+    "default": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": VAR_DIR / "files", "base_url": "/no-public-url/"},
+    },
     "staticfiles": {
         "BACKEND": (
             "django.contrib.staticfiles.storage.StaticFilesStorage"

@@ -19,8 +19,8 @@ from django.db.models import Model
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from chat import tokens
-from chat.models import AuditEvent, Conversation, NoboxToken, User
+from chat import attachments, tokens
+from chat.models import Attachment, AuditEvent, Conversation, Message, NoboxToken, User
 
 pytestmark = pytest.mark.django_db
 
@@ -69,6 +69,23 @@ class World:
     def fresh_conversation(self) -> Conversation:
         return Conversation.objects.create(owner=self.users["owner"], title="throwaway")
 
+    def owners_file(self) -> Attachment:
+        """A text file sent in the owner's conversation, stored like any upload."""
+        message = Message.objects.create(
+            conversation=self.conversation, seq=Message.objects.count() + 1, role="user"
+        )
+        upload = attachments.Upload("notes.txt", b"private notes", attachments.recognise(b"x"))
+        [stored] = attachments.save_files([upload])
+        return Attachment.objects.create(
+            message=message,
+            position=0,
+            kind="text",
+            content_type=upload.kind.content_type,
+            name=upload.name,
+            size=len(upload.data),
+            stored_name=stored,
+        )
+
 
 @pytest.fixture
 def world(django_user_model, nobox) -> World:
@@ -111,6 +128,8 @@ def world(django_user_model, nobox) -> World:
 Expect = tuple[Any, Any, Any, Any, Any, Any]
 SIGNED_IN_ONLY: Expect = ("login", 200, 200, 200, 200, 200)
 STAFF_ONLY: Expect = ("admin_login", "admin_login", "admin_login", 200, 200, 200)
+PRIVATE_TO_OWNER: Expect = ("login", 200, 404, 404, 404, 404)
+NOT_A_FORM: Expect = ("login", 405, 405, 405, 405, 405)
 
 
 @dataclass
@@ -128,9 +147,12 @@ def app_index(app: str) -> Callable[[World], str]:
 SITE_CHECKS: dict[str, list[Check]] = {
     "chat:home": [Check("get", lambda w: "/", SIGNED_IN_ONLY)],
     "chat:conversation": [
-        Check(
-            "get", lambda w: f"/c/{w.conversation.public_id}/", ("login", 200, 404, 404, 404, 404)
-        )
+        Check("get", lambda w: f"/c/{w.conversation.public_id}/", PRIVATE_TO_OWNER)
+    ],
+    # Files are the owner's alone: staff see no one's files through the site.
+    "chat:attachment": [
+        Check("get", lambda w: f"/files/{w.owners_file().public_id}", PRIVATE_TO_OWNER),
+        Check("post", lambda w: f"/files/{w.owners_file().public_id}", NOT_A_FORM),
     ],
     "chat:rename": [
         Check(
