@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -10,10 +11,12 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.text import slugify
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_POST
 
-from chat import tokens, upstream
+from chat import conversation_export, tokens, upstream
 from chat.access import attachment_or_404, conversation_or_404
 from chat.attachments import attachment_response
 from chat.forms import RenameForm, TokenForm
@@ -106,6 +109,54 @@ def attachment(request: HttpRequest, public_id: str) -> FileResponse:
     """A file of a message, to those who may see the message (else 404, as for any id)."""
     file = attachment_or_404(_user(request), public_id)
     return attachment_response(file)
+
+
+@login_required
+@require_GET
+def export_json(request: HttpRequest, public_id: str) -> HttpResponse:
+    conversation = conversation_or_404(_user(request), public_id)
+    body = json.dumps(conversation_export.as_json(conversation), ensure_ascii=False, indent=1)
+    return _download(body, "application/json", conversation, "json")
+
+
+@login_required
+@require_GET
+def export_markdown(request: HttpRequest, public_id: str) -> HttpResponse:
+    conversation = conversation_or_404(_user(request), public_id)
+    body = conversation_export.as_markdown(conversation)
+    return _download(body, "text/markdown", conversation, "md")
+
+
+def _download(
+    body: str, content_type: str, conversation: Conversation, suffix: str
+) -> HttpResponse:
+    response = HttpResponse(body, content_type=f"{content_type}; charset=utf-8")
+    name = slugify(conversation.display_title)[:60] or "conversation"
+    response["Content-Disposition"] = f'attachment; filename="{name}.{suffix}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@login_required
+@require_POST
+def import_conversation(request: HttpRequest) -> JsonResponse:
+    """An exported JSON file (the request body, sent by the page's fetch) as a new conversation.
+    Read here up to MAX_IMPORT_BYTES: Django's own body limit is for forms."""
+    limit = settings.MAX_IMPORT_BYTES
+    if int(request.headers.get("Content-Length") or 0) > limit:
+        return _import_error(f"The file is larger than {limit // (1024 * 1024)} MB.", 413)
+    raw = request.read(limit + 1)
+    if len(raw) > limit:
+        return _import_error(f"The file is larger than {limit // (1024 * 1024)} MB.", 413)
+    try:
+        conversation = conversation_export.import_json(_user(request), raw)
+    except conversation_export.ImportRefused as refused:
+        return _import_error(str(refused), 400)
+    return JsonResponse({"url": reverse("chat:conversation", args=[conversation.public_id])})
+
+
+def _import_error(message: str, status: int) -> JsonResponse:
+    return JsonResponse({"error": {"code": "import_refused", "message": message}}, status=status)
 
 
 async def _auser(request: HttpRequest) -> User | None:

@@ -154,6 +154,17 @@ SITE_CHECKS: dict[str, list[Check]] = {
         Check("get", lambda w: f"/files/{w.owners_file().public_id}", PRIVATE_TO_OWNER),
         Check("post", lambda w: f"/files/{w.owners_file().public_id}", NOT_A_FORM),
     ],
+    "chat:export_json": [
+        Check("get", lambda w: f"/c/{w.conversation.public_id}/export.json", PRIVATE_TO_OWNER)
+    ],
+    "chat:export_markdown": [
+        Check("get", lambda w: f"/c/{w.conversation.public_id}/export.md", PRIVATE_TO_OWNER)
+    ],
+    # Any signed-in person imports into their own account; a form post is no export file.
+    "chat:import": [
+        Check("post", lambda w: "/import", ("login", 400, 400, 400, 400, 400), {"a": "b"}),
+        Check("get", lambda w: "/import", NOT_A_FORM),
+    ],
     "chat:rename": [
         Check(
             "post",
