@@ -9,6 +9,7 @@ app_name = "chat"
 urlpatterns = [
     path("", views.home, name="home"),
     path("c/<str:public_id>/", views.conversation, name="conversation"),
+    path("c/<str:public_id>/messages", views.older_messages, name="messages"),
     path("c/<str:public_id>/rename", views.rename, name="rename"),
     path("c/<str:public_id>/delete", views.delete, name="delete"),
     path("c/<str:public_id>/export.json", views.export_json, name="export_json"),

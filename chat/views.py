@@ -20,7 +20,7 @@ from chat import conversation_export, tokens, upstream
 from chat.access import attachment_or_404, conversation_or_404
 from chat.attachments import attachment_response
 from chat.forms import RenameForm, TokenForm
-from chat.models import Conversation, NoboxToken, User
+from chat.models import Conversation, NoboxToken, User, WireMessage
 from chat.nobox import InvalidToken, NoboxError
 from chat.nobox.client import UnsendableToken
 
@@ -48,7 +48,7 @@ def page_limits() -> dict[str, int]:
 
 def _chat_page(request: HttpRequest, conversation: Conversation | None) -> HttpResponse:
     user = _user(request)
-    messages_data = [m.to_wire() for m in conversation.messages.all()] if conversation else []
+    messages_data, older = _latest_messages(conversation) if conversation else ([], False)
     page_data: dict[str, Any] = {
         "conversation": conversation.public_id if conversation else None,
         "model": conversation.model if conversation else "",
@@ -56,20 +56,55 @@ def _chat_page(request: HttpRequest, conversation: Conversation | None) -> HttpR
         "temperature": conversation.temperature if conversation else None,
         "max_tokens": conversation.max_tokens if conversation else None,
         "messages": messages_data,
+        "older_messages": older,
+        "messages_url": reverse("chat:messages", args=[conversation.public_id])
+        if conversation
+        else None,
         "limits": page_limits(),
     }
     return render(
         request,
         "chat/chat.html",
         {
-            "conversations": user.conversations.only("public_id", "title", "updated_at")[
-                :SIDEBAR_SIZE
-            ],
+            # Not user.conversations: the related manager sets each row's owner, which loads
+            # the deferred owner_id with one query per row.
+            "conversations": Conversation.objects.filter(owner=user).only(
+                "public_id", "title", "updated_at"
+            )[:SIDEBAR_SIZE],
             "conversation": conversation,
             "page_data": page_data,
             "limits": page_data["limits"],
         },
     )
+
+
+# A page carries the latest messages; the browser fetches older ones as the reader scrolls up.
+MESSAGES_PER_PAGE = 100
+
+
+def _latest_messages(
+    conversation: Conversation, before_seq: int | None = None
+) -> tuple[list[WireMessage], bool]:
+    """Up to MESSAGES_PER_PAGE messages before `before_seq` (the latest if None), oldest first,
+    and whether there are older ones."""
+    rows = conversation.messages.order_by("-seq")
+    if before_seq is not None:
+        rows = rows.filter(seq__lt=before_seq)
+    page = list(rows[: MESSAGES_PER_PAGE + 1])
+    return [m.to_wire() for m in reversed(page[:MESSAGES_PER_PAGE])], len(page) > MESSAGES_PER_PAGE
+
+
+@login_required
+@require_GET
+def older_messages(request: HttpRequest, public_id: str) -> JsonResponse:
+    conversation = conversation_or_404(_user(request), public_id)
+    try:
+        before = int(request.GET.get("before", ""))
+    except ValueError:
+        error = {"code": "invalid", "message": "before must be a message's seq."}
+        return JsonResponse({"error": error}, status=400)
+    messages_data, older = _latest_messages(conversation, before)
+    return JsonResponse({"messages": messages_data, "older": older})
 
 
 @login_required

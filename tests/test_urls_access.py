@@ -154,6 +154,9 @@ SITE_CHECKS: dict[str, list[Check]] = {
         Check("get", lambda w: f"/files/{w.owners_file().public_id}", PRIVATE_TO_OWNER),
         Check("post", lambda w: f"/files/{w.owners_file().public_id}", NOT_A_FORM),
     ],
+    "chat:messages": [
+        Check("get", lambda w: f"/c/{w.conversation.public_id}/messages?before=5", PRIVATE_TO_OWNER)
+    ],
     "chat:export_json": [
         Check("get", lambda w: f"/c/{w.conversation.public_id}/export.json", PRIVATE_TO_OWNER)
     ],

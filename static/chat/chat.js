@@ -455,10 +455,45 @@ const socket = new ReconnectingSocket(chatSocketUrl(), {
 
 retryNow.addEventListener("click", () => socket.retryNow());
 
+// --- older messages -------------------------------------------------------------------------------
+// A page carries the latest messages of its conversation; older ones are fetched a page at a time
+// when the reader scrolls near the top.
+
+const OLDER_MARGIN_PX = 400;
+const older = { more: Boolean(page.older_messages), loading: false, url: page.messages_url };
+
+function watchForOlderMessages() {
+  if (!older.more || !older.url) return;
+  messagesEl.addEventListener("scroll", () => {
+    if (messagesEl.scrollTop < OLDER_MARGIN_PX) loadOlderMessages();
+  }, { passive: true });
+  if (messagesEl.scrollHeight <= messagesEl.clientHeight + OLDER_MARGIN_PX) loadOlderMessages();
+}
+
+async function loadOlderMessages() {
+  const before = list.oldestSeq();
+  if (!older.more || older.loading || before === null) return;
+  older.loading = true;
+  messagesEl.setAttribute("aria-busy", "true");
+  try {
+    const response = await fetch(`${older.url}?before=${before}`, { credentials: "same-origin" });
+    if (!response.ok) throw new Error(String(response.status));
+    const answer = await response.json();
+    list.prepend(answer.messages || []);
+    older.more = Boolean(answer.older);
+  } catch {
+    // Tried again at the next scroll.
+  } finally {
+    older.loading = false;
+    messagesEl.setAttribute("aria-busy", "false");
+  }
+}
+
 // --- start --------------------------------------------------------------------------------------
 
 list.load(page.messages || []);
 messagesEl.setAttribute("aria-busy", "false");
+watchForOlderMessages();
 refreshChrome();
 socket.connect();
 picker.load();

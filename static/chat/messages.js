@@ -188,6 +188,35 @@ export class MessageList {
     this.scrollToBottom();
   }
 
+  /** Older messages (a page fetched on scrolling up), put above what is shown without moving
+   * what the reader is looking at. */
+  prepend(messages) {
+    const before = this.container.scrollHeight;
+    const top = this.container.scrollTop;
+    const fragment = document.createDocumentFragment();
+    const fresh = [];
+    for (const message of [...messages].sort((a, b) => a.seq - b.seq)) {
+      if (this.records.has(message.id)) continue;
+      const record = this.newRecord(message);
+      this.build(record, false);
+      this.idleQueue.push(record);
+      this.records.set(message.id, record);
+      fresh.push(record);
+      fragment.append(record.el);
+    }
+    const first = this.ordered[0];
+    this.container.insertBefore(fragment, first ? first.el : null);
+    this.ordered.unshift(...fresh);
+    this.markHistory(0);
+    this.scheduleIdle();
+    this.container.scrollTop = top + (this.container.scrollHeight - before);
+  }
+
+  /** The seq of the oldest message shown (null when none is). */
+  oldestSeq() {
+    return this.ordered.length ? this.ordered[0].data.seq : null;
+  }
+
   newRecord(message) {
     return { data: message, el: el("article", "message"), text: message.content || "",
              cpLen: -1, stream: null, body: null, needsReset: false, plain: false };
