@@ -8,4 +8,4 @@ class ChatConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from chat import sign_out  # noqa: F401  (connects its signal handlers)
+        from chat import sharing, sign_out  # noqa: F401  (connect their signal handlers)

@@ -1,0 +1,178 @@
+"""The viewer socket of a live share link (docs/protocol.md, "The share viewer socket").
+
+Read-only by construction: it watches the link's conversation through the hub with a `Feed` of
+its own (the same relay, offsets and resync as the chat socket, so no gap and no duplicate, in
+any process) and answers `subscribe` and `ping`; every other frame is refused and changes
+nothing. The link is checked when the socket opens and at every `subscribe`; a revocation or
+deletion (`share_closed` on the bus, from any process) and the link's expiry close it at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from typing import Any
+
+from channels.consumer import get_handler_name
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.utils import timezone
+
+from chat import sharing
+from chat.database import in_db_pool
+from chat.incoming_frames import FrameError, decode_frame, optional_int
+from chat.models import ShareLink, ShareSettings, share_token_hash
+from chat.ratelimit import TokenBucket
+from chat.replies import events
+from chat.replies.events import BusEvent
+from chat.replies.feed import Feed
+from chat.replies.hub import Hub, get_hub
+
+log = logging.getLogger(__name__)
+
+# A viewer has nothing to send but `subscribe` and `ping`.
+MAX_VIEWER_FRAME_BYTES = 4096
+READ_ONLY = "This is a shared conversation: it can be read here, not written to."
+# Frames that carry no message, passed on as they are (the hot path); anything else is parsed
+# and rewritten for the viewer. A frame not recognised here is parsed: safe, only slower.
+_PASS_THROUGH = re.compile(r'^\{\s*"type"\s*:\s*"(?:delta|snapshot|hello|pong|error)"')
+
+
+class ShareViewerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
+    channel_layer_alias = "no channel layer"  # fed by the hub, like the chat socket
+
+    hub: Hub
+    feed: Feed
+    channel: str
+    link: ShareLink
+
+    async def connect(self) -> None:
+        token = str(self.scope["url_route"]["kwargs"].get("token", ""))
+        self.hub = await get_hub()
+        # Refusals accept, then close with the documented code (as the chat socket does).
+        await self.accept()
+        # Listen before reading the link: a revocation committed in between is heard.
+        self.channel = events.share_channel(share_token_hash(token))
+        await self.hub.listen(self.channel, self._on_bus)
+        refusal = await self._refusal(token)
+        if refusal is not None:
+            self.hub.unlisten(self.channel, self._on_bus)
+            del self.channel
+            await self.close(code=refusal)
+            return
+        self.feed = Feed(self.hub, self._send_for_viewer)
+        self.frame_budget = TokenBucket(settings.WS_FRAMES_PER_SECOND, settings.WS_FRAME_BURST)
+        await self.feed.watch(self.link.conversation.public_id)
+        self.feed.queue_frame(events.hello_frame())
+        if self.link.expires_at is not None:
+            self.feed.spawn(self._close_at_expiry(self.link.expires_at.timestamp()))
+
+    async def _refusal(self, token: str) -> int | None:
+        """Why this socket may not follow the link (a close code), or None."""
+        user = self.scope.get("user")
+        signed_in = user is not None and user.is_authenticated
+        # The policy before the token: a visitor who may not view learns nothing of the link.
+        if not signed_in and not await _anyone_may_view():
+            return events.CLOSE_SIGNED_OUT
+        link = await _live_link(token)
+        if link is None:
+            return events.CLOSE_LINK_GONE
+        self.link = link
+        return None
+
+    async def disconnect(self, code: int) -> None:
+        if hasattr(self, "channel"):
+            self.hub.unlisten(self.channel, self._on_bus)
+        if hasattr(self, "feed"):
+            self.feed.close()
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # As the chat consumer: no per-message database housekeeping on asgiref's thread.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    # --- frames from the viewer ------------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if not hasattr(self, "feed"):
+            return  # being closed
+        try:
+            frame = decode_frame(text_data, bytes_data, MAX_VIEWER_FRAME_BYTES)
+            if self.frame_budget.take(time.monotonic()):
+                raise FrameError("rate_limited", "Too many frames at once: wait a moment.")
+            if frame["type"] == "subscribe":
+                await self._on_subscribe(frame)
+            elif frame["type"] == "ping":
+                self.feed.queue_frame(events.pong_frame())
+            else:
+                raise FrameError("read_only", READ_ONLY)
+        except FrameError as error:
+            self.feed.queue_frame(events.error_frame(error.code, error.message, {}))
+        except Exception:
+            log.exception("a share viewer's frame failed")
+            self.feed.queue_frame(
+                events.error_frame("internal_error", "Something went wrong. Try again.", {})
+            )
+
+    async def _on_subscribe(self, frame: dict[str, Any]) -> None:
+        after_seq = optional_int(frame, "after_seq") or 0
+        # Checked again here: a reconnecting page after a lost `share_closed` finds out now.
+        if await _live_link_by_pk(self.link.pk) is None:
+            await self.close(code=events.CLOSE_LINK_GONE)
+            return
+        conversation = self.link.conversation
+        await self.feed.send_state(conversation.public_id, conversation.pk, after_seq)
+
+    # --- what the viewer is sent ---------------------------------------------------------------
+
+    async def _send_for_viewer(self, text: str) -> None:
+        """Every frame goes out through here: messages lose what the owner did not choose to
+        show (cost, usage, their error sentences) and the conversation's id."""
+        if not _PASS_THROUGH.match(text):
+            text = json.dumps(viewer_frame(json.loads(text), self.link.show_cost))
+        await self.send(text_data=text)
+
+    # --- closing ---------------------------------------------------------------------------------
+
+    def _on_bus(self, event: BusEvent) -> None:
+        if event["type"] == "share_closed":
+            self._close_now()
+
+    async def _close_at_expiry(self, at: float) -> None:
+        await asyncio.sleep(max(0.0, at - timezone.now().timestamp()))
+        self._close_now()
+
+    def _close_now(self) -> None:
+        if hasattr(self, "feed"):
+            self.feed.spawn(self.close(code=events.CLOSE_LINK_GONE))
+
+
+def viewer_frame(frame: dict[str, Any], show_cost: bool) -> dict[str, Any]:
+    """A frame as a link's viewer gets it (see `_send_for_viewer`)."""
+    frame.pop("conversation", None)
+    if isinstance(frame.get("messages"), list):
+        frame["messages"] = [sharing.for_viewer(m, show_cost) for m in frame["messages"]]
+    if isinstance(frame.get("message"), dict):
+        frame["message"] = sharing.for_viewer(frame["message"], show_cost)
+    return frame
+
+
+@in_db_pool
+def _live_link(token: str) -> ShareLink | None:
+    link = ShareLink.objects.for_token(token)
+    return link if link is not None and link.kind == ShareLink.Kind.LIVE else None
+
+
+@in_db_pool
+def _live_link_by_pk(pk: int) -> ShareLink | None:
+    return ShareLink.objects.usable().filter(pk=pk).first()
+
+
+@in_db_pool
+def _anyone_may_view() -> bool:
+    return ShareSettings.current().anyone_may_view
