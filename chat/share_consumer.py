@@ -65,7 +65,6 @@ class ShareViewerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             return
         self.feed = Feed(self.hub, self._send_for_viewer)
         self.frame_budget = TokenBucket(settings.WS_FRAMES_PER_SECOND, settings.WS_FRAME_BURST)
-        await self.feed.watch(self.link.conversation.public_id)
         self.feed.queue_frame(events.hello_frame())
         if self.link.expires_at is not None:
             self.feed.spawn(self._close_at_expiry(self.link.expires_at.timestamp()))
@@ -125,7 +124,10 @@ class ShareViewerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         if await _live_link_by_pk(self.link.pk) is None:
             await self.close(code=events.CLOSE_LINK_GONE)
             return
+        # As the chat socket's `subscribe`: watch (afresh), then read; what happens in between
+        # arrives as events and is held until `history` is out.
         conversation = self.link.conversation
+        await self.feed.watch(conversation.public_id)
         await self.feed.send_state(conversation.public_id, conversation.pk, after_seq)
 
     # --- what the viewer is sent ---------------------------------------------------------------
