@@ -54,16 +54,18 @@ class ShareViewerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self.hub = await get_hub()
         # Refusals accept, then close with the documented code (as the chat socket does).
         await self.accept()
-        # Listen before reading the link: a revocation committed in between is heard.
+        # The feed first (closing goes through it), then listen, then read the policy and the
+        # link: a revocation or a policy change committed in between is heard.
+        self.feed = Feed(self.hub, self._send_for_viewer)
         self.channel = events.share_channel(share_token_hash(token))
         await self.hub.listen(self.channel, self._on_bus)
+        if not self._signed_in():
+            await self.hub.listen(events.share_policy_channel(), self._on_policy)
         refusal = await self._refusal(token)
         if refusal is not None:
-            self.hub.unlisten(self.channel, self._on_bus)
-            del self.channel
+            self._stop()
             await self.close(code=refusal)
             return
-        self.feed = Feed(self.hub, self._send_for_viewer)
         self.frame_budget = TokenBucket(settings.WS_FRAMES_PER_SECOND, settings.WS_FRAME_BURST)
         self.feed.queue_frame(events.hello_frame())
         if self.link.expires_at is not None:
@@ -71,10 +73,8 @@ class ShareViewerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     async def _refusal(self, token: str) -> int | None:
         """Why this socket may not follow the link (a close code), or None."""
-        user = self.scope.get("user")
-        signed_in = user is not None and user.is_authenticated
         # The policy before the token: a visitor who may not view learns nothing of the link.
-        if not signed_in and not await _anyone_may_view():
+        if not self._signed_in() and not await _anyone_may_view():
             return events.CLOSE_SIGNED_OUT
         link = await _live_link(token)
         if link is None:
@@ -82,11 +82,22 @@ class ShareViewerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self.link = link
         return None
 
+    def _signed_in(self) -> bool:
+        user = self.scope.get("user")
+        return user is not None and bool(user.is_authenticated)
+
     async def disconnect(self, code: int) -> None:
+        self._stop()
+
+    def _stop(self) -> None:
+        """Stop listening and feeding (idempotent: a refused socket stops before it closes)."""
         if hasattr(self, "channel"):
             self.hub.unlisten(self.channel, self._on_bus)
+            self.hub.unlisten(events.share_policy_channel(), self._on_policy)
+            del self.channel
         if hasattr(self, "feed"):
             self.feed.close()
+            del self.feed
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # As the chat consumer: no per-message database housekeeping on asgiref's thread.
@@ -124,6 +135,9 @@ class ShareViewerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         if await _live_link_by_pk(self.link.pk) is None:
             await self.close(code=events.CLOSE_LINK_GONE)
             return
+        if not self._signed_in() and not await _anyone_may_view():
+            await self.close(code=events.CLOSE_SIGNED_OUT)
+            return
         # As the chat socket's `subscribe`: watch (afresh), then read; what happens in between
         # arrives as events and is held until `history` is out.
         conversation = self.link.conversation
@@ -144,6 +158,10 @@ class ShareViewerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     def _on_bus(self, event: BusEvent) -> None:
         if event["type"] == "share_closed":
             self._close_now()
+
+    def _on_policy(self, event: BusEvent) -> None:
+        if event["type"] == "share_closed" and hasattr(self, "feed"):
+            self.feed.spawn(self.close(code=events.CLOSE_SIGNED_OUT))
 
     async def _close_at_expiry(self, at: float) -> None:
         await asyncio.sleep(max(0.0, at - timezone.now().timestamp()))

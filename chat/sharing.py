@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models.signals import post_delete
+from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.http import HttpRequest
 from django.utils import timezone
@@ -24,6 +24,7 @@ from chat.models import (
     Conversation,
     Message,
     ShareLink,
+    ShareSettings,
     User,
     WireMessage,
     share_token_hash,
@@ -147,6 +148,16 @@ def _close_viewers_of_a_deleted_link(
     # Deleting a conversation (or its owner) deletes its links: their viewers go too.
     token_hash = instance.token_hash
     transaction.on_commit(lambda: close_viewers(token_hash))
+
+
+@receiver(post_save, sender=ShareSettings)
+def _close_anonymous_viewers(
+    sender: type[ShareSettings], instance: ShareSettings, **_: Any
+) -> None:
+    # Links became members-only: strangers following a live link stop now, in every process.
+    if not instance.anyone_may_view:
+        channel = events.share_policy_channel()
+        transaction.on_commit(lambda: tell_from_thread(channel, events.share_closed()))
 
 
 # --- what a viewer sees -------------------------------------------------------------------------

@@ -260,6 +260,18 @@ async def test_who_may_follow_a_link_is_the_admins_choice(alice, bob, anyone):
         assert await closed_with(await open_viewer("no-such-token", None)) == SIGNED_OUT
 
 
+async def test_making_links_members_only_closes_strangers_viewers_at_once(alice, bob):
+    await set_policy(True)
+    token = await share(await finished_conversation(alice))
+    stranger = await viewer_socket(token, None)
+    member = await viewer_socket(token, bob)
+    await set_policy(False)
+    assert await closed_with(stranger) == SIGNED_OUT
+    await member.send_json_to({"type": "ping"})
+    assert await member.receive_json_from(timeout=5) == {"type": "pong"}, "members stay"
+    await member.disconnect()
+
+
 async def test_revoking_closes_an_open_viewer_at_once(alice, bob):
     token = await share(await finished_conversation(alice))
     viewer = await viewer_socket(token, bob)

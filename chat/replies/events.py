@@ -56,6 +56,11 @@ def share_channel(token_hash: str) -> str:
     return f"share:{token_hash}"
 
 
+def share_policy_channel() -> str:
+    """Anonymous viewer sockets listen here: `share_closed` when links become members-only."""
+    return "share:policy"
+
+
 # --- bus events ----------------------------------------------------------------------------------
 
 
