@@ -22,14 +22,15 @@ from django.conf import settings
 from django.utils import timezone
 
 from chat import sharing
+from chat.consumers import signed_out_code
 from chat.database import in_db_pool
 from chat.incoming_frames import FrameError, decode_frame, optional_int
-from chat.models import ShareLink, ShareSettings, share_token_hash
+from chat.models import ShareLink, ShareSettings, User, share_token_hash
 from chat.ratelimit import TokenBucket
 from chat.replies import events
 from chat.replies.events import BusEvent
 from chat.replies.feed import Feed
-from chat.replies.hub import Hub, get_hub
+from chat.replies.hub import Hub, Listener, get_hub
 
 log = logging.getLogger(__name__)
 
@@ -46,35 +47,48 @@ class ShareViewerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     hub: Hub
     feed: Feed
-    channel: str
     link: ShareLink
 
     async def connect(self) -> None:
         token = str(self.scope["url_route"]["kwargs"].get("token", ""))
         self.hub = await get_hub()
+        self.listening: list[tuple[str, Listener]] = []
         # Refusals accept, then close with the documented code (as the chat socket does).
         await self.accept()
         # The feed first (closing goes through it), then listen, then read the policy and the
         # link: a revocation or a policy change committed in between is heard.
         self.feed = Feed(self.hub, self._send_for_viewer)
-        self.channel = events.share_channel(share_token_hash(token))
-        await self.hub.listen(self.channel, self._on_bus)
-        if not self._signed_in():
-            await self.hub.listen(events.share_policy_channel(), self._on_policy)
+        await self._listen(events.share_channel(share_token_hash(token)), self._on_link_event)
+        if self.viewer is None:
+            await self._listen(events.share_policy_channel(), self._on_policy_event)
         refusal = await self._refusal(token)
         if refusal is not None:
             self._stop()
             await self.close(code=refusal)
             return
+        # A deactivated owner's links stop opening (`subscribe` re-checks that too, covering a
+        # deactivation between the read above and this); a viewer who signs out may be closed.
+        await self._listen(events.user_channel(self.link.owner_id), self._on_owner_event)
+        if self.viewer is not None:
+            await self._listen(events.user_channel(self.viewer.pk), self._on_viewer_event)
         self.frame_budget = TokenBucket(settings.WS_FRAMES_PER_SECOND, settings.WS_FRAME_BURST)
         self.feed.queue_frame(events.hello_frame())
         if self.link.expires_at is not None:
             self.feed.spawn(self._close_at_expiry(self.link.expires_at.timestamp()))
 
+    @property
+    def viewer(self) -> User | None:
+        user = self.scope.get("user")
+        return user if isinstance(user, User) and user.is_authenticated else None
+
+    async def _listen(self, channel: str, listener: Listener) -> None:
+        self.listening.append((channel, listener))
+        await self.hub.listen(channel, listener)
+
     async def _refusal(self, token: str) -> int | None:
         """Why this socket may not follow the link (a close code), or None."""
         # The policy before the token: a visitor who may not view learns nothing of the link.
-        if not self._signed_in() and not await _anyone_may_view():
+        if self.viewer is None and not await _anyone_may_view():
             return events.CLOSE_SIGNED_OUT
         link = await _live_link(token)
         if link is None:
@@ -82,19 +96,14 @@ class ShareViewerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self.link = link
         return None
 
-    def _signed_in(self) -> bool:
-        user = self.scope.get("user")
-        return user is not None and bool(user.is_authenticated)
-
     async def disconnect(self, code: int) -> None:
         self._stop()
 
     def _stop(self) -> None:
         """Stop listening and feeding (idempotent: a refused socket stops before it closes)."""
-        if hasattr(self, "channel"):
-            self.hub.unlisten(self.channel, self._on_bus)
-            self.hub.unlisten(events.share_policy_channel(), self._on_policy)
-            del self.channel
+        for channel, listener in getattr(self, "listening", ()):
+            self.hub.unlisten(channel, listener)
+        self.listening = []
         if hasattr(self, "feed"):
             self.feed.close()
             del self.feed
@@ -135,7 +144,7 @@ class ShareViewerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         if await _live_link_by_pk(self.link.pk) is None:
             await self.close(code=events.CLOSE_LINK_GONE)
             return
-        if not self._signed_in() and not await _anyone_may_view():
+        if self.viewer is None and not await _anyone_may_view():
             await self.close(code=events.CLOSE_SIGNED_OUT)
             return
         # As the chat socket's `subscribe`: watch (afresh), then read; what happens in between
@@ -155,21 +164,41 @@ class ShareViewerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     # --- closing ---------------------------------------------------------------------------------
 
-    def _on_bus(self, event: BusEvent) -> None:
+    def _on_link_event(self, event: BusEvent) -> None:
         if event["type"] == "share_closed":
             self._close_now()
 
-    def _on_policy(self, event: BusEvent) -> None:
-        if event["type"] == "share_closed" and hasattr(self, "feed"):
-            self.feed.spawn(self.close(code=events.CLOSE_SIGNED_OUT))
+    def _on_policy_event(self, event: BusEvent) -> None:
+        if event["type"] == "share_closed":
+            self._close_now(events.CLOSE_SIGNED_OUT)
+
+    def _on_owner_event(self, event: BusEvent) -> None:
+        # Sign-out of every session at once is a deactivation (chat.sign_out).
+        if event["type"] == "sign_out" and event["session"] is None:
+            self._close_now()
+
+    def _on_viewer_event(self, event: BusEvent) -> None:
+        if event["type"] in ("sign_out", "recheck") and hasattr(self, "feed"):
+            self.feed.spawn(self._check_viewer())
+
+    async def _check_viewer(self) -> None:
+        """A viewer who is no longer signed in keeps following only where anyone may."""
+        viewer = self.viewer
+        if viewer is None:
+            return
+        code = await signed_out_code(
+            viewer.pk, getattr(self.scope.get("session"), "session_key", None)
+        )
+        if code is not None and not await _anyone_may_view():
+            await self.close(code=code)
 
     async def _close_at_expiry(self, at: float) -> None:
         await asyncio.sleep(max(0.0, at - timezone.now().timestamp()))
         self._close_now()
 
-    def _close_now(self) -> None:
+    def _close_now(self, code: int = events.CLOSE_LINK_GONE) -> None:
         if hasattr(self, "feed"):
-            self.feed.spawn(self.close(code=events.CLOSE_LINK_GONE))
+            self.feed.spawn(self.close(code=code))
 
 
 def viewer_frame(frame: dict[str, Any], show_cost: bool) -> dict[str, Any]:

@@ -272,6 +272,30 @@ async def test_making_links_members_only_closes_strangers_viewers_at_once(alice,
     await member.disconnect()
 
 
+async def test_deactivating_the_owner_closes_their_links_viewers(alice, bob):
+    from chat.sign_out import deactivate_user
+
+    token = await share(await finished_conversation(alice))
+    viewer = await viewer_socket(token, bob)
+    await in_db_pool(deactivate_user)(alice, None)
+    assert await closed_with(viewer) == LINK_GONE
+
+
+@pytest.mark.parametrize("anyone", [True, False])
+async def test_a_viewer_who_signs_out_keeps_following_only_where_anyone_may(alice, bob, anyone):
+    from chat.sign_out import sign_out_everywhere
+
+    await set_policy(anyone)
+    viewer = await viewer_socket(await share(await finished_conversation(alice)), bob)
+    await in_db_pool(sign_out_everywhere)(bob)
+    if anyone:
+        await viewer.send_json_to({"type": "ping"})
+        assert await viewer.receive_json_from(timeout=5) == {"type": "pong"}
+        await viewer.disconnect()
+    else:
+        assert await closed_with(viewer) == SIGNED_OUT
+
+
 async def test_revoking_closes_an_open_viewer_at_once(alice, bob):
     token = await share(await finished_conversation(alice))
     viewer = await viewer_socket(token, bob)

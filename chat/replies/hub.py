@@ -139,7 +139,7 @@ class Hub:
 
     async def listen(self, channel: str, listener: Listener) -> None:
         """`listener` hears every event of `channel` (e.g. a share link's viewers, which are no
-        user's sockets); for channels other than conv:, reply: and user:."""
+        user's sockets): a share: channel, or a user: channel (besides that user's sockets)."""
         listeners = self._listeners.setdefault(channel, set())
         listeners.add(listener)
         if len(listeners) == 1:
@@ -259,9 +259,16 @@ class Hub:
             self._on_control(event)
         elif kind == "user":
             self._on_user_event(int(key), event)
+            self._tell_listeners(channel, event)
         else:
-            for listener in tuple(self._listeners.get(channel, ())):
+            self._tell_listeners(channel, event)
+
+    def _tell_listeners(self, channel: str, event: BusEvent) -> None:
+        for listener in tuple(self._listeners.get(channel, ())):
+            try:
                 listener(event)
+            except Exception:
+                log.exception("a listener failed to take a %s event", event["type"])
 
     def _on_user_event(self, user_pk: int, event: BusEvent) -> None:
         for socket in tuple(self._users.get(user_pk, ())):
