@@ -8,7 +8,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.cache import patch_cache_control
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -80,13 +80,6 @@ def revoke(request: HttpRequest, public_id: str) -> HttpResponse:
 # --- the viewer's pages ---------------------------------------------------------------------------
 
 
-def _link_or_404(token: str) -> ShareLink:
-    link = ShareLink.objects.for_token(token)
-    if link is None:
-        raise Http404("No such link")
-    return link
-
-
 def _private(response: HttpResponse) -> HttpResponse:
     """Shared pages: never indexed, cached, framed, or named in a Referer."""
     patch_cache_control(response, no_store=True)
@@ -94,6 +87,11 @@ def _private(response: HttpResponse) -> HttpResponse:
     response["Referrer-Policy"] = "no-referrer"
     response["X-Frame-Options"] = "DENY"
     return response
+
+
+def _gone(request: HttpRequest) -> HttpResponse:
+    """Unknown, revoked and expired links alike: one 404, as private as the page itself."""
+    return _private(render(request, "chat/share_gone.html", status=404))
 
 
 def _may_view(request: HttpRequest) -> bool:
@@ -106,10 +104,9 @@ def shared(request: HttpRequest, token: str) -> HttpResponse:
     # nothing about whether a link exists.
     if not _may_view(request):
         return _private(redirect_to_login(request.get_full_path()))
-    try:
-        link = _link_or_404(token)
-    except Http404:
-        return _private(render(request, "chat/share_gone.html", status=404))
+    link = ShareLink.objects.for_token(token)
+    if link is None:
+        return _gone(request)
     link.note_view()
     live = link.kind == ShareLink.Kind.LIVE
     shown = [
@@ -136,7 +133,9 @@ def continue_shared(request: HttpRequest, token: str) -> HttpResponse:
     user = _signed_in(request)
     if user is None:
         return _private(redirect_to_login(f"/s/{token}"))
-    link = _link_or_404(token)
+    link = ShareLink.objects.for_token(token)
+    if link is None:
+        return _gone(request)
     copy = sharing.continue_in_account(link, user)
     messages.success(request, "The shared conversation is now yours to continue.")
     return redirect("chat:conversation", public_id=copy.public_id)

@@ -15,12 +15,18 @@ from tests.browser.test_safety import HOSTILE
 pytestmark = pytest.mark.browser
 
 
-def create_link(chat: ChatPage, kind: str) -> str:
-    """Make a link to the open conversation from its header menu; returns the shown URL."""
+def create_link(chat: ChatPage, kind: str, via: str = "menu") -> str:
+    """Make a link to the open conversation from its header menu, or from its row in the
+    sidebar (`via="row"`); returns the URL the page shows."""
     page = chat.page
-    chat.reload()  # the menu belongs to a saved conversation's page
-    page.locator(".conversation-menu summary").click()
-    page.get_by_role("link", name="Share…").click()
+    if via == "menu":
+        chat.reload()  # the menu belongs to a saved conversation's page
+        page.locator(".conversation-menu summary").click()
+        page.get_by_role("link", name="Share…").click()
+    else:
+        row = page.locator("#conversation-list li").first  # made by the page for a new chat
+        row.hover()
+        row.locator(".row-share").click()
     page.locator(f'input[name="kind"][value="{kind}"]').check()
     page.get_by_role("button", name="Create link").click()
     url = page.locator("#share-url").input_value(timeout=QUICK)
@@ -100,7 +106,7 @@ def test_a_live_link_streams_a_reply_until_it_is_revoked(chat: ChatPage, viewer:
     chat.send("First", model="sim/echo")
     chat.wait_status(chat.last_reply(), "complete")
     conversation_url = chat.page.url
-    url = create_link(chat, "live")
+    url = create_link(chat, "live", via="row")
 
     viewer.goto(url)
     shared = ChatPage(viewer)
