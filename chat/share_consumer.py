@@ -4,7 +4,9 @@ Read-only by construction: it watches the link's conversation through the hub wi
 its own (the same relay, offsets and resync as the chat socket, so no gap and no duplicate, in
 any process) and answers `subscribe` and `ping`; every other frame is refused and changes
 nothing. The link is checked when the socket opens and at every `subscribe`; a revocation or
-deletion (`share_closed` on the bus, from any process) and the link's expiry close it at once.
+deletion (`share_closed` on the bus, from any process), the link's expiry and its owner's
+deactivation close it at once, and so do a switch to members-only links (for a stranger) and,
+under members-only links, the viewer's own sign-out.
 """
 
 from __future__ import annotations
