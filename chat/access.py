@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.http import Http404
 
-from chat.models import Attachment, Conversation, User
+from chat.models import Attachment, Conversation, ShareLink, User
 
 
 class NotFound(Exception):
@@ -35,3 +35,15 @@ def attachment_or_404(user: User, public_id: str) -> Attachment:
         return Attachment.objects.get(public_id=public_id, message__conversation__owner=user)
     except Attachment.DoesNotExist as exc:
         raise Http404("No such file") from exc
+
+
+def share_link_or_404(user: User, public_id: str) -> ShareLink:
+    """One of `user`'s own share links (another user's is a 404, like a missing one)."""
+    if not public_id or len(public_id) > 32:
+        raise Http404("No such link")
+    try:
+        return ShareLink.objects.select_related("conversation", "owner").get(
+            public_id=public_id, owner=user
+        )
+    except ShareLink.DoesNotExist as exc:
+        raise Http404("No such link") from exc

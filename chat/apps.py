@@ -10,7 +10,7 @@ class ChatConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_delete
 
-        from chat import sign_out  # noqa: F401  (connects its signal handlers)
+        from chat import sharing, sign_out  # noqa: F401  (connect their signal handlers)
         from chat.attachments import delete_stored_file
         from chat.models import Attachment
 

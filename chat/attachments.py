@@ -111,6 +111,13 @@ def _suffix(upload: Upload) -> str:
     return f"{secrets.token_urlsafe(16)}{extension}"
 
 
+def copy_stored(stored_name: str) -> str:
+    """A new stored file with the same bytes (a copied conversation owns its own files)."""
+    extension = stored_name.rsplit(".", 1)[-1]
+    with default_storage.open(stored_name, "rb") as handle:
+        return default_storage.save(f"attachments/{secrets.token_urlsafe(16)}.{extension}", handle)
+
+
 def discard(stored_names: Iterable[str]) -> None:
     for name in stored_names:
         try:

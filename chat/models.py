@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from datetime import datetime
 from typing import Any, ClassVar, TypedDict
@@ -115,6 +116,8 @@ class AuditEvent(models.Model):
         USER_PASSWORD_RESET = "user.password_reset"
         USER_TEAM_TOKEN_ALLOWED = "user.team_token_allowed"
         USER_TEAM_TOKEN_DENIED = "user.team_token_denied"
+        SHARE_CREATED = "share.created"
+        SHARE_REVOKED = "share.revoked"
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     actor = models.ForeignKey(
@@ -449,3 +452,122 @@ def _with_url(reference: dict[str, Any]) -> WireAttachment:
         "size": reference["size"],
         "format": reference["format"],
     }
+
+
+# --- shared links (chat.sharing holds the workflows) ---------------------------------------------
+
+
+def share_token_hash(token: str) -> str:
+    """What is stored of a share link's token: its SHA-256. The token has 256 random bits, so
+    no salt or slow hash is needed for a leaked hash to be useless."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class ShareLinkQuerySet(models.QuerySet["ShareLink"]):
+    def usable(self) -> ShareLinkQuerySet:
+        """Links that open: not revoked, not expired, and their owner still an active member."""
+        now = timezone.now()
+        return self.filter(
+            Q(expires_at__isnull=True) | Q(expires_at__gt=now),
+            revoked_at__isnull=True,
+            owner__is_active=True,
+        )
+
+    def for_token(self, token: str) -> ShareLink | None:
+        """The usable link a token opens, or None (unknown, revoked, expired: all alike)."""
+        if not token or len(token) > 100:
+            return None
+        return (
+            self.usable()
+            .select_related("conversation", "owner")
+            .filter(token_hash=share_token_hash(token))
+            .first()
+        )
+
+
+class ShareLink(models.Model):
+    """A link that shows one conversation, read-only, to whoever holds its token."""
+
+    class Kind(models.TextChoices):
+        SNAPSHOT = "snapshot", "Snapshot"
+        LIVE = "live", "Live"
+
+    class State(models.TextChoices):
+        ACTIVE = "active"
+        EXPIRED = "expired"
+        REVOKED = "revoked"
+
+    # For the owner's pages and the admin; the token itself is never stored.
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="share_links"
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="share_links"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    # Snapshot links show messages with seq <= this; live links show everything.
+    snapshot_seq = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    view_count = models.PositiveIntegerField(default=0, editable=False)
+    last_viewed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    show_owner_name = models.BooleanField(default=False)
+    show_cost = models.BooleanField(default=False)
+
+    objects = ShareLinkQuerySet.as_manager()
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} link to {self.conversation}"
+
+    @property
+    def state(self) -> str:
+        if self.revoked_at is not None:
+            return self.State.REVOKED
+        if self.expires_at is not None and self.expires_at <= timezone.now():
+            return self.State.EXPIRED
+        return self.State.ACTIVE
+
+    def note_view(self) -> None:
+        """Count a view (a single UPDATE, so concurrent views are all counted)."""
+        now = timezone.now()
+        ShareLink.objects.filter(pk=self.pk).update(
+            view_count=models.F("view_count") + 1, last_viewed_at=now
+        )
+
+
+class ShareSettings(models.Model):
+    """The team's sharing policy, one row, edited in the admin."""
+
+    class Audience(models.TextChoices):
+        MEMBERS = "members", "Signed-in members only"
+        ANYONE = "anyone", "Anyone with the link"
+
+    audience = models.CharField(
+        max_length=16,
+        choices=Audience.choices,
+        default=Audience.MEMBERS,
+        help_text="Who may open shared conversation links. Takes effect at once, also for "
+        "links already handed out.",
+    )
+
+    class Meta:
+        verbose_name = "sharing settings"
+        verbose_name_plural = "sharing settings"
+
+    def __str__(self) -> str:
+        return "Sharing settings"
+
+    @classmethod
+    def current(cls) -> ShareSettings:
+        settings_row, _ = cls.objects.get_or_create(pk=1)
+        return settings_row
+
+    @property
+    def anyone_may_view(self) -> bool:
+        return self.audience == self.Audience.ANYONE

@@ -19,8 +19,17 @@ from django.db.models import Model
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from chat import attachments, tokens
-from chat.models import Attachment, AuditEvent, Conversation, Message, NoboxToken, User
+from chat import attachments, sharing, tokens
+from chat.models import (
+    Attachment,
+    AuditEvent,
+    Conversation,
+    Message,
+    NoboxToken,
+    ShareLink,
+    ShareSettings,
+    User,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -59,6 +68,7 @@ class World:
     users: dict[str, User]
     conversation: Conversation
     objects: dict[type[Model], Model]
+    share_token: str  # opens a live link to `conversation`
 
     def client(self, role: str) -> Client:
         client = Client(REMOTE_ADDR="192.0.2.50")
@@ -86,6 +96,20 @@ class World:
             stored_name=stored,
         )
 
+    def fresh_link(self) -> ShareLink:
+        return share(self.conversation).link
+
+
+def share(conversation: Conversation) -> sharing.NewLink:
+    return sharing.create_link(
+        conversation.owner,
+        conversation,
+        kind="live",
+        expires_in=None,
+        show_owner_name=False,
+        show_cost=False,
+    )
+
 
 @pytest.fixture
 def world(django_user_model, nobox) -> World:
@@ -103,7 +127,10 @@ def world(django_user_model, nobox) -> World:
     tokens.store_token(users["owner"], "sk-alice-walk-0001")
     tokens.store_team_token("sk-team-walk-0002", actor=None)
     conversation = Conversation.objects.create(owner=users["owner"], title="Alice's")
+    link = share(conversation)
     objects: dict[type[Model], Model] = {
+        ShareLink: link.link,
+        ShareSettings: ShareSettings.current(),
         User: users["superuser"],
         NoboxToken: NoboxToken.objects.get(is_team=True),
         AuditEvent: AuditEvent.objects.first(),  # type: ignore[dict-item]
@@ -117,7 +144,7 @@ def world(django_user_model, nobox) -> World:
             username="mallory", ip_address="192.0.2.66"
         ),
     }
-    return World(users, conversation, objects)
+    return World(users, conversation, objects, link.token)
 
 
 # --- expected answers -----------------------------------------------------------------------------
@@ -194,6 +221,49 @@ SITE_CHECKS: dict[str, list[Check]] = {
         ),
     ],
     "chat:settings": [Check("get", lambda w: "/settings/", SIGNED_IN_ONLY)],
+    "chat:share_create": [
+        Check(
+            "get",
+            lambda w: f"/c/{w.conversation.public_id}/share",
+            ("login", 200, 404, 404, 404, 404),
+        ),
+        Check(
+            "post",
+            lambda w: f"/c/{w.conversation.public_id}/share",
+            ("login", 200, 404, 404, 404, 404),
+            {"kind": "snapshot"},
+        ),
+    ],
+    "chat:share_links": [Check("get", lambda w: "/shares/", SIGNED_IN_ONLY)],
+    "chat:share_revoke": [
+        Check(
+            "post",
+            lambda w: f"/shares/{w.fresh_link().public_id}/revoke",
+            ("login", 302, 404, 404, 404, 404),
+        ),
+        Check(
+            "get",
+            lambda w: f"/shares/{w.fresh_link().public_id}/revoke",
+            ("login", 405, 405, 405, 405, 405),
+        ),
+    ],
+    # Links are for signed-in members only by default (tests/test_sharing.py tries both).
+    "chat:shared": [
+        Check("get", lambda w: f"/s/{w.share_token}", SIGNED_IN_ONLY),
+        Check("post", lambda w: f"/s/{w.share_token}", (405,) * 6),
+    ],
+    # A file of a shared message: to whoever may open the link (members only by default).
+    "chat:shared_file": [
+        Check(
+            "get", lambda w: f"/s/{w.share_token}/files/{w.owners_file().public_id}", SIGNED_IN_ONLY
+        ),
+        Check("post", lambda w: f"/s/{w.share_token}/files/x", (405,) * 6),
+    ],
+    # Continuing copies into the visitor's own account (the owner's too).
+    "chat:shared_continue": [
+        Check("post", lambda w: f"/s/{w.share_token}/continue", ("login",) + (302,) * 5),
+        Check("get", lambda w: f"/s/{w.share_token}/continue", (405,) * 6),
+    ],
     # The owner has a token; nobody else has one or may use the team's.
     "chat:models": [Check("get", lambda w: "/api/models", (401, 200, 409, 409, 409, 409))],
     "login": [Check("get", lambda w: LOGIN, (200,) * 6)],
@@ -263,8 +333,11 @@ def content_type(model: type[Model]) -> int:
     return ContentType.objects.get_for_model(model).pk
 
 
-# Admin models nobody adds by hand: the audit trail and axes' records of sign-ins.
-NO_ADD = {AuditEvent, AccessAttempt, AccessLog, AccessFailureLog}
+# Admin models nobody adds by hand: the audit trail, axes' records of sign-ins, share links
+# (their owners make them) and the one row of sharing settings.
+NO_ADD = {AuditEvent, AccessAttempt, AccessLog, AccessFailureLog, ShareLink, ShareSettings}
+# The sharing settings are one row that always exists.
+NO_DELETE = {ShareSettings}
 # The audit trail cannot be changed or deleted by anyone. Axes' records show every field
 # read-only (saving changes nothing) and superusers may delete them to lift a lockout.
 READ_ONLY = {AuditEvent}
@@ -274,7 +347,7 @@ def model_checks(model: type[Model]) -> dict[str, list[Check]]:
     """Changelist, add, change (GET and POST), delete and history for one admin model."""
     prefix = f"admin:{model._meta.app_label}_{model._meta.model_name}"
     add_ok = 403 if model in NO_ADD else 200
-    delete_ok = 403 if model in READ_ONLY else 200
+    delete_ok = 403 if model in READ_ONLY or model in NO_DELETE else 200
     change_ok = 403 if model in READ_ONLY else "ok"
     # Only superusers may change a superuser, the User row under test.
     staff_change = 403 if model in READ_ONLY or model is User else "ok"
@@ -406,6 +479,7 @@ def test_every_admin_action_is_refused_without_its_permission(world):
         (User, "activate_users", "change_staff"),
         (NoboxToken, "revoke_tokens", "change_staff"),
         (NoboxToken, "verify_tokens", "change_staff"),
+        (ShareLink, "revoke_links", "change_staff"),
         (Conversation, "delete_selected", "superuser"),
         (AccessAttempt, "delete_selected", "superuser"),
     ],

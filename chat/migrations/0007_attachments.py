@@ -105,7 +105,7 @@ def _inline_part(file: Any, data: bytes) -> dict[str, Any]:
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("chat", "0003_audit_and_admin"),
+        ("chat", "0005_share_links"),
     ]
 
     operations = [

@@ -154,6 +154,17 @@ function conversationHref(id) {
   return urls.conversationUrl.replace("CONVERSATION_ID", encodeURIComponent(id));
 }
 
+/** The row's Share entry, as the server renders it for rows it lists. */
+function shareLink(id, title) {
+  const share = document.createElement("a");
+  share.className = "row-share";
+  share.href = urls.shareUrl.replace("CONVERSATION_ID", encodeURIComponent(id));
+  share.title = "Share";
+  share.setAttribute("aria-label", `Share “${title || "New chat"}”`);
+  share.textContent = "Share";
+  return share;
+}
+
 /** Put the conversation at the top of the sidebar (it is the most recently updated). */
 function bumpConversation(id, title) {
   let link = conversationList.querySelector(`a[data-id="${CSS.escape(id)}"]`);
@@ -163,7 +174,7 @@ function bumpConversation(id, title) {
     link.dataset.id = id;
     link.textContent = title || "New chat";
     const item = document.createElement("li");
-    item.append(link);
+    item.append(link, shareLink(id, title));
     conversationList.prepend(item);
     $(".conversation-list-empty").hidden = true;
   } else if (link.parentElement !== conversationList.firstElementChild) {
