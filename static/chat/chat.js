@@ -89,18 +89,39 @@ const messagesEl = $("#messages");
 const emptyState = $("#empty-state");
 const jumpLatest = $("#jump-latest");
 const stopButton = $("#stop");
+const sendButton = $("#send");
+const announcer = $("#announcer");
 
 const list = new MessageList(messagesEl, {
   settingsUrl: urls.settingsUrl,
   onStickChange: (stick) => { jumpLatest.hidden = stick || list.size === 0; },
 });
 
+// While a reply streams, Send becomes Stop (and Esc stops); focus never falls to the page body.
 function refreshChrome() {
   emptyState.hidden = list.size > 0;
   const streaming = state.conversation !== null && list.isStreaming();
+  const stopHadFocus = document.activeElement === stopButton;
   stopButton.hidden = !streaming;
+  sendButton.hidden = streaming;
   if (!streaming) stopButton.disabled = false;
+  if (stopHadFocus && !streaming) composer.focus();
 }
+
+/** Says `text` to screen readers (a polite live region): finished replies and errors. */
+function announce(text) {
+  announcer.textContent = "";
+  // A fresh text node after a tick, so the same words twice are announced twice.
+  setTimeout(() => { announcer.textContent = text; }, 50);
+}
+
+const REPLY_ENDINGS = {
+  complete: "Reply finished.",
+  truncated: "Reply finished: it reached the length limit.",
+  stopped: "Reply stopped.",
+  interrupted: "Reply interrupted.",
+  error: "The reply failed.",
+};
 
 jumpLatest.addEventListener("click", () => list.scrollToBottom());
 
@@ -137,10 +158,15 @@ async function copyText(text, button) {
     scratch.remove();
   }
   const label = button.textContent;
-  button.textContent = ok ? "Copied" : "Copy failed";
+  const name = button.getAttribute("aria-label");
+  const result = ok ? "Copied" : "Copy failed";
+  button.textContent = result;
+  if (name) button.setAttribute("aria-label", result); // the name screen readers hear, too
   button.disabled = true;
+  announce(result);
   setTimeout(() => {
     button.textContent = label;
+    if (name) button.setAttribute("aria-label", name);
     button.disabled = false;
   }, 1500);
 }
@@ -314,6 +340,11 @@ function send() {
     composer.focus();
     return;
   }
+  if (state.conversation && list.isStreaming()) {
+    // Enter while a reply streams: the draft waits, and the page says how to go on.
+    composer.setStatus("A reply is being written: press Stop (or Esc) to end it, then send.");
+    return;
+  }
   if (!picker.value) {
     // Without a model list the reason (usually the token) is already on screen: say it again.
     if (state.modelsError) showError(state.modelsError.code, state.modelsError.message, "models");
@@ -365,13 +396,23 @@ function pendingDropped(code) {
              { key: "send" });
 }
 
-stopButton.addEventListener("click", () => {
-  if (!state.conversation) return;
+function stopReply() {
+  if (!state.conversation || stopButton.hidden) return;
   if (socket.send({ type: "stop", conversation: state.conversation })) {
     stopButton.disabled = true;
   } else {
     showBanner("Not connected: the reply cannot be stopped right now.", { key: "stop" });
   }
+  composer.focus();
+}
+
+stopButton.addEventListener("click", stopReply);
+document.addEventListener("keydown", (event) => {
+  if (event.key !== "Escape" || event.defaultPrevented) return;
+  if (document.body.classList.contains("sidebar-open") || document.querySelector("dialog[open]")) {
+    return;
+  }
+  stopReply();
 });
 
 // --- frames -------------------------------------------------------------------------------------
@@ -412,6 +453,11 @@ const handlers = {
   },
   done(frame) {
     list.done(frame.reply, frame.message);
+    if (frame.message && list.records.has(frame.reply)) {
+      const ending = REPLY_ENDINGS[frame.message.status];
+      const error = frame.message.error?.message;
+      if (ending) announce(error ? `${ending} ${error}` : ending);
+    }
   },
   error(frame) {
     const mine = state.pending && frame.client_id === state.pending.clientId;
