@@ -70,7 +70,7 @@ banners.addEventListener("click", (event) => {
 
 /** An `error` frame (or /api/models error) as a banner, with what to do about it. */
 function showError(code, message, key = code) {
-  if (code === "no_token" || String(code).startsWith("token_")) {
+  if (code === "no_token" || code === "invalid_token" || String(code).startsWith("token_")) {
     // no_token, token_unreadable, token_expired, token_revoked, token_rejected: all fixed in
     // Settings, and one such banner is enough.
     showBanner(message || "Save your Nobox token in Settings before chatting.",
@@ -430,7 +430,10 @@ const handlers = {
     if (mine) {
       state.pending = null;
       composer.clear();
-      dismissBanner("send");
+      // What stood in the way of sending is gone with a stored message.
+      for (const key of ["send", "attachment", "busy", "unsupported_file", "too_large"]) {
+        dismissBanner(key);
+      }
       if (!state.conversation) adoptConversation(frame.conversation, frame.title);
     }
     if (frame.conversation !== state.conversation) return;
@@ -453,6 +456,8 @@ const handlers = {
   },
   done(frame) {
     list.done(frame.reply, frame.message);
+    dismissBanner("busy"); // the reply that made the chat busy has ended
+    dismissBanner("stop");
     if (frame.message && list.records.has(frame.reply)) {
       const ending = REPLY_ENDINGS[frame.message.status];
       const error = frame.message.error?.message;
@@ -498,6 +503,7 @@ const socket = new ReconnectingSocket(chatSocketUrl(), {
       offline: "Offline",
     }[connection];
     retryNow.hidden = connection === "connected" || state.closedForGood;
+    if (connection === "connected") dismissBanner("stop"); // "Not connected: cannot stop"
     if (state.pending && connection !== "connected") {
       composer.setStatus("Not connected: your message will be sent when the connection is back.");
     }
@@ -511,6 +517,33 @@ const socket = new ReconnectingSocket(chatSocketUrl(), {
 });
 
 retryNow.addEventListener("click", () => socket.retryNow());
+
+// --- keyboard shortcuts ----------------------------------------------------------------------------
+// The ones people expect from chat apps; `?` lists them. None fires while typing in a field,
+// except the modified ones, which no text field uses.
+
+const shortcutsDialog = $("#shortcuts");
+
+function typing(target) {
+  return target instanceof HTMLElement
+    && (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName));
+}
+
+document.addEventListener("keydown", (event) => {
+  const mod = event.ctrlKey || event.metaKey;
+  if (mod && event.shiftKey && event.key.toLowerCase() === "o") {
+    event.preventDefault();
+    window.location.assign(urls.homeUrl || "/");
+  } else if (event.shiftKey && event.key === "Escape") {
+    event.preventDefault();
+    composer.focus();
+  } else if (event.key === "?" && !mod && !typing(event.target) && !shortcutsDialog.open) {
+    event.preventDefault();
+    shortcutsDialog.showModal();
+  }
+});
+shortcutsDialog.querySelector("button").addEventListener("click", () => shortcutsDialog.close());
+shortcutsDialog.addEventListener("close", () => composer.focus());
 
 // --- older messages -------------------------------------------------------------------------------
 // A page carries the latest messages of its conversation; older ones are fetched a page at a time

@@ -65,3 +65,36 @@ def test_a_skip_link_comes_before_everything_and_leads_to_the_composer(chat: Cha
     expect(skip).to_be_in_viewport()
     page.keyboard.press("Enter")
     expect(chat.composer).to_be_focused()
+
+
+def test_question_mark_lists_the_shortcuts_and_they_work(chat: ChatPage) -> None:
+    page = chat.page
+    page.locator(".topbar .brand").focus()  # not in a text field
+    page.keyboard.press("?")
+    dialog = page.locator("dialog#shortcuts")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("New chat")
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(chat.composer).to_be_focused()
+
+    # "?" typed in the message box is just text.
+    chat.composer.type("why?")
+    expect(dialog).to_be_hidden()
+    page.locator(".topbar .brand").focus()
+    page.keyboard.press("Shift+Escape")
+    expect(chat.composer).to_be_focused()
+
+
+def test_a_refused_file_banner_goes_once_a_message_is_sent(chat: ChatPage, tmp_path) -> None:
+    page = chat.page
+    chat.choose_model("sim/echo")
+    binary = tmp_path / "program.exe"
+    binary.write_bytes(bytes(range(256)))
+    page.locator("#attach-input").set_input_files([binary])
+    banner = page.locator(".banner")
+    expect(banner).to_have_count(1)
+    chat.composer.fill("just text then")
+    chat.composer.press("Enter")
+    chat.wait_status(chat.last_reply(), "complete")
+    expect(banner).to_have_count(0)
