@@ -12,6 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.text import slugify
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_POST
@@ -62,10 +63,15 @@ def _chat_page(request: HttpRequest, conversation: Conversation | None) -> HttpR
         else None,
         "limits": page_limits(),
     }
+    needs_token = conversation is None and not _can_chat(user)
     return render(
         request,
         "chat/chat.html",
         {
+            # First run: the empty chat asks for a token in place (chat/settings saves it and
+            # comes back here), instead of pointing at a model picker that cannot fill.
+            "needs_token": needs_token,
+            "token_form": TokenForm() if needs_token else None,
             # Not user.conversations: the related manager sets each row's owner, which loads
             # the deferred owner_id with one query per row.
             "conversations": Conversation.objects.filter(owner=user).only(
@@ -76,6 +82,14 @@ def _chat_page(request: HttpRequest, conversation: Conversation | None) -> HttpR
             "limits": page_data["limits"],
         },
     )
+
+
+def _can_chat(user: User) -> bool:
+    try:
+        tokens.resolve(user)
+    except tokens.TokenProblem:
+        return False
+    return True
 
 
 # A page carries the latest messages; the browser fetches older ones as the reader scrolls up.
@@ -218,7 +232,7 @@ async def token_settings(request: HttpRequest) -> HttpResponse:
                 user, form.cleaned_data["token"], request=request
             )
             messages.success(request, "Token verified with Nobox and saved.")
-            return redirect("chat:settings")
+            return redirect(_next_page(request) or "chat:settings")
     saved = await NoboxToken.objects.filter(user=user).afirst()
     team = await sync_to_async(tokens.team_token_available)(user)
     return await sync_to_async(render)(
@@ -226,6 +240,15 @@ async def token_settings(request: HttpRequest) -> HttpResponse:
         "chat/settings.html",
         {"form": form, "saved": saved, "team_token_available": team},
     )
+
+
+def _next_page(request: HttpRequest) -> str | None:
+    """Where to go after saving (the chat's first-run card sends "/"), if it is ours."""
+    target = request.POST.get("next", "")
+    safe = url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+    return target if target and safe else None
 
 
 def explain(error: NoboxError) -> str:

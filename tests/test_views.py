@@ -280,3 +280,29 @@ def test_older_messages_are_the_owners_alone_and_need_a_seq(as_alice, bob, long_
     stranger = Client()
     stranger.force_login(bob)
     assert stranger.get(url, {"before": 5}).status_code == 404
+
+
+# --- first run ---------------------------------------------------------------------------------
+
+
+def test_without_a_token_the_empty_chat_asks_for_one(as_alice, alice):
+    page = as_alice.get("/").content.decode()
+    assert 'class="onboarding"' in page and 'name="next" value="/"' in page
+    tokens_page = as_alice.get(f"/c/{Conversation.objects.create(owner=alice).public_id}/")
+    assert 'class="onboarding"' not in tokens_page.content.decode()
+
+
+def test_with_a_token_the_empty_chat_just_invites(as_alice, alice_token):
+    assert 'class="onboarding"' not in as_alice.get("/").content.decode()
+
+
+@pytest.mark.parametrize(
+    ("next_page", "landing"),
+    [("/", "/"), ("https://evil.example/", "/settings/"), ("//evil.example/", "/settings/")],
+)
+def test_saving_from_the_first_run_card_goes_back_to_the_chat_only(
+    as_alice, nobox, next_page, landing
+):
+    data = {"action": "save", "token": "sk-first-run-1234", "next": next_page}
+    response = as_alice.post("/settings/", data)
+    assert (response.status_code, response["Location"]) == (302, landing)

@@ -308,6 +308,7 @@ const picker = new ModelPicker($("#model"), {
   conversationModel: page.model,
   onError: ({ code, message }) => {
     state.modelsError = { code, message };
+    if (code === "no_token" && $(".onboarding")) return; // the first-run card asks for it
     if (code === "unauthenticated") {
       showBanner("You are signed out.", { key: "session", link: loginLink() });
     } else {

@@ -16,15 +16,17 @@ def test_the_page_says_it_is_connected(chat: ChatPage) -> None:
     expect(chat.page.locator(".banner")).to_have_count(0)
 
 
-def test_without_a_token_the_page_points_to_settings(page: Page, app_url: str, make_user) -> None:
+def test_without_a_token_the_page_asks_for_one_in_place(
+    page: Page, app_url: str, make_user
+) -> None:
     sign_in(page, app_url, make_user(with_token=False))
     page.goto("/")
     expect(page.locator("#connection-state")).to_have_attribute(
         "data-state", "connected", timeout=QUICK
     )
-    banner = page.locator(".banner").filter(has_text="Settings")
-    expect(banner).to_be_visible(timeout=QUICK)
-    link = banner.get_by_role("link", name="Open Settings")
-    expect(link).to_have_attribute("href", "/settings/")
-    link.click()
+    # The first-run card, not a banner pointing elsewhere (tests/browser/test_first_run.py).
+    expect(page.locator(".onboarding")).to_be_visible()
+    expect(page.locator(".banner")).to_have_count(0)
+    page.locator(".topnav").get_by_role("link", name="Settings").click()
     expect(page.get_by_role("heading", name="Nobox token")).to_be_visible(timeout=QUICK)
+    expect(page.get_by_role("link", name="← Back to the chat")).to_have_attribute("href", "/")
