@@ -125,6 +125,8 @@ class AuditEvent(models.Model):
         USER_PASSWORD_RESET = "user.password_reset"
         USER_TEAM_TOKEN_ALLOWED = "user.team_token_allowed"
         USER_TEAM_TOKEN_DENIED = "user.team_token_denied"
+        USER_LIMIT_CHANGED = "user.limit_changed"
+        TEAM_BUDGET_CHANGED = "team.budget_changed"
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     actor = models.ForeignKey(
@@ -453,9 +455,7 @@ class Usage(models.Model):
     # The price in force, copied: as Nobox gave it, and parsed (USD per token; NULL: unknown).
     pricing = models.JSONField(null=True, blank=True)
     prompt_price = models.DecimalField(max_digits=24, decimal_places=16, null=True, blank=True)
-    completion_price = models.DecimalField(
-        max_digits=24, decimal_places=16, null=True, blank=True
-    )
+    completion_price = models.DecimalField(max_digits=24, decimal_places=16, null=True, blank=True)
     # USD; NULL when the price is unknown (never read as zero).
     cost = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
     status = models.CharField(max_length=16, blank=True)

@@ -314,6 +314,14 @@ WS_FRAME_BURST = env_int("WS_FRAME_BURST", 20, minimum=1)
 # Open sockets per user, all tabs and devices together (one per open chat page).
 WS_MAX_SOCKETS_PER_USER = env_int("WS_MAX_SOCKETS_PER_USER", 20, minimum=1)
 
+# --- Budgets and rate limits (docs/usage.md, docs/deploy.md) -----------------------------------
+# USD a reply still being written counts against its person's monthly limit until its final write
+# records the real cost: two sends at once cannot both take the last cent.
+BUDGET_RESERVE_PER_REPLY = env_float("BUDGET_RESERVE_PER_REPLY", 0.02)
+# Per person, all tabs, devices and processes together.
+SEND_PER_MINUTE = env_int("SEND_PER_MINUTE", 20, minimum=1)
+CONCURRENT_REPLIES = env_int("CONCURRENT_REPLIES", 3, minimum=1)
+
 # Every handler redacts secrets (Bearer headers, key-shaped strings) from messages and
 # tracebacks: see chat/redaction.py. Django's own loggers get filtered handlers too, replacing
 # those of its default configuration.

@@ -20,7 +20,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from chat import tokens
-from chat.models import AuditEvent, Conversation, NoboxToken, User
+from chat.models import AuditEvent, Conversation, NoboxToken, TeamBudget, User
 
 pytestmark = pytest.mark.django_db
 
@@ -91,6 +91,7 @@ def world(django_user_model, nobox) -> World:
         NoboxToken: NoboxToken.objects.get(is_team=True),
         AuditEvent: AuditEvent.objects.first(),  # type: ignore[dict-item]
         Conversation: conversation,
+        TeamBudget: TeamBudget.current(),
         Group: Group.objects.create(name="helpers"),
         AccessAttempt: AccessAttempt.objects.create(
             username="mallory", ip_address="192.0.2.66", failures_since_start=3
@@ -227,18 +228,21 @@ def content_type(model: type[Model]) -> int:
     return ContentType.objects.get_for_model(model).pk
 
 
-# Admin models nobody adds by hand: the audit trail and axes' records of sign-ins.
-NO_ADD = {AuditEvent, AccessAttempt, AccessLog, AccessFailureLog}
+# Admin models nobody adds by hand: the audit trail and axes' records of sign-ins, and the team
+# budget's one row (made on first use).
+NO_ADD = {AuditEvent, AccessAttempt, AccessLog, AccessFailureLog, TeamBudget}
 # The audit trail cannot be changed or deleted by anyone. Axes' records show every field
 # read-only (saving changes nothing) and superusers may delete them to lift a lockout.
 READ_ONLY = {AuditEvent}
+# Nor can the team budget's one row be deleted (emptying its limit is how to lift it).
+NO_DELETE = {*READ_ONLY, TeamBudget}
 
 
 def model_checks(model: type[Model]) -> dict[str, list[Check]]:
     """Changelist, add, change (GET and POST), delete and history for one admin model."""
     prefix = f"admin:{model._meta.app_label}_{model._meta.model_name}"
     add_ok = 403 if model in NO_ADD else 200
-    delete_ok = 403 if model in READ_ONLY else 200
+    delete_ok = 403 if model in NO_DELETE else 200
     change_ok = 403 if model in READ_ONLY else "ok"
     # Only superusers may change a superuser, the User row under test.
     staff_change = 403 if model in READ_ONLY or model is User else "ok"

@@ -46,7 +46,11 @@ async def test_a_reply_records_its_usage_and_cost_at_the_copied_price(alice, ali
     assert record.message_id == reply.pk
     assert record.conversation_id == reply.conversation_id
     assert (record.user_id, record.user_name) == (alice.pk, "alice")
-    assert (record.model, record.token_source, record.status) == ("openai/gpt-4o", "own", "complete")
+    assert (record.model, record.token_source, record.status) == (
+        "openai/gpt-4o",
+        "own",
+        "complete",
+    )
     assert record.estimated is False
     assert (record.prompt_tokens, record.completion_tokens, record.total_tokens) == (
         message["usage"]["prompt_tokens"],
@@ -54,9 +58,10 @@ async def test_a_reply_records_its_usage_and_cost_at_the_copied_price(alice, ali
         message["usage"]["total_tokens"],
     )
     assert record.pricing == {"prompt": sim.prompt_price, "completion": sim.completion_price}
-    expected = Decimal(sim.prompt_price) * record.prompt_tokens + Decimal(
-        sim.completion_price
-    ) * record.completion_tokens
+    expected = (
+        Decimal(sim.prompt_price) * record.prompt_tokens
+        + Decimal(sim.completion_price) * record.completion_tokens
+    )
     assert record.cost == expected.quantize(Decimal("0.00000001")) > 0
     assert record.started_at == reply.created_at and record.finished_at == reply.finished_at
 
@@ -129,7 +134,11 @@ async def test_a_swept_reply_is_recorded_once_and_a_late_final_write_corrects_it
     await generation._finish(orphan.pk, "half an answer! and the rest", outcome, model)
     [corrected] = await records(message=orphan.pk)
     assert corrected.pk == swept.pk
-    assert (corrected.status, corrected.estimated, corrected.total_tokens) == ("complete", False, 16)
+    assert (corrected.status, corrected.estimated, corrected.total_tokens) == (
+        "complete",
+        False,
+        16,
+    )
     assert corrected.cost == Decimal("0.000025")
     assert await in_db_pool(UsageRecord.objects.count)() == 2
 

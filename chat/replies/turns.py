@@ -8,7 +8,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
-from chat import tokens
+from chat import budgets, rate_limits, tokens
 from chat.access import NotFound, conversation_for
 from chat.incoming_frames import SendRequest
 from chat.models import Conversation, Message, NoboxToken, User
@@ -18,10 +18,11 @@ from chat.nobox import ChatRequest
 class Refused(Exception):
     """A request the workflow will not carry out; `code` is part of the protocol."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.retry_after = retry_after  # seconds, when trying again later will work
 
 
 BUSY = ("busy", "A reply is still being written in this conversation.")
@@ -51,6 +52,7 @@ def store_turn(user: User, req: SendRequest) -> Turn:
     token = _usable_token(user)
     try:
         with transaction.atomic():
+            _within_limits(user, req.client_id)
             conversation = _locked_conversation(user, req)
             # No checks for a twin or a running reply here: the unique indexes on (author,
             # client_id) and on one streaming reply per conversation refuse the insert, and
@@ -76,6 +78,20 @@ def store_turn(user: User, req: SendRequest) -> Turn:
             return existing
         raise Refused(*BUSY) from exc
     return Turn(conversation, user_message, reply, False, request, token)
+
+
+def _within_limits(user: User, client_id: str) -> None:
+    """The person's budget and rate limits, decided with their row locked until the turn is
+    stored: two sends at once, from any processes, cannot both take the last cent or the last
+    slot (chat.budgets, chat.rate_limits)."""
+    person = budgets.lock_person(user)
+    try:
+        budgets.check(person)
+        rate_limits.check(person, client_id)
+    except budgets.OverBudget as over:
+        raise Refused(over.code, over.message) from over
+    except rate_limits.RateLimited as limited:
+        raise Refused(limited.code, limited.message, limited.retry_after) from limited
 
 
 def _find_sent(user: User, client_id: str) -> Turn | None:
