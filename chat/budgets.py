@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Count, DecimalField, OuterRef, QuerySet, Subquery, Sum, Value
@@ -20,7 +21,7 @@ from django.utils import timezone
 from chat.models import Message, TeamBudget, Usage, User
 
 ZERO = Decimal(0)
-MONEY = DecimalField(max_digits=14, decimal_places=8)
+MONEY: DecimalField[Any, Any] = DecimalField(max_digits=14, decimal_places=8)
 
 
 class OverBudget(Exception):

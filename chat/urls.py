@@ -13,4 +13,5 @@ urlpatterns = [
     path("c/<str:public_id>/delete", views.delete, name="delete"),
     path("settings/", views.token_settings, name="settings"),
     path("api/models", views.models_list, name="models"),
+    path("api/c/<str:public_id>/usage", views.conversation_usage, name="conversation_usage"),
 ]

@@ -13,10 +13,10 @@ from django.shortcuts import redirect, render
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_POST
 
-from chat import tokens, upstream
+from chat import budgets, tokens, upstream, usage_report
 from chat.access import conversation_or_404
 from chat.forms import RenameForm, TokenForm
-from chat.models import Conversation, NoboxToken, User
+from chat.models import Conversation, NoboxToken, Usage, User
 from chat.nobox import InvalidToken, NoboxError
 from chat.nobox.client import UnsendableToken
 
@@ -53,6 +53,7 @@ def _chat_page(request: HttpRequest, conversation: Conversation | None) -> HttpR
         "max_tokens": conversation.max_tokens if conversation else None,
         "messages": messages_data,
         "limits": page_limits(),
+        "usage": conversation_usage_data(conversation) if conversation else None,
     }
     return render(
         request,
@@ -78,6 +79,23 @@ def home(request: HttpRequest) -> HttpResponse:
 @require_GET
 def conversation(request: HttpRequest, public_id: str) -> HttpResponse:
     return _chat_page(request, conversation_or_404(_user(request), public_id))
+
+
+def conversation_usage_data(conversation: Conversation) -> dict[str, Any]:
+    """What the chat's header shows: the conversation's cost so far, from its usage records."""
+    found = usage_report.totals(Usage.objects.filter(conversation=conversation))
+    return {
+        "cost": usage_report.money(found["cost"]),
+        "records": found["records"],
+        "unknown_price": found["unknown_price"],
+        "estimated": found["estimated"],
+    }
+
+
+@login_required
+@require_GET
+def conversation_usage(request: HttpRequest, public_id: str) -> HttpResponse:
+    return JsonResponse(conversation_usage_data(conversation_or_404(_user(request), public_id)))
 
 
 @login_required
@@ -126,11 +144,37 @@ async def token_settings(request: HttpRequest) -> HttpResponse:
             return redirect("chat:settings")
     saved = await NoboxToken.objects.filter(user=user).afirst()
     team = await sync_to_async(tokens.team_token_available)(user)
+    spending = await sync_to_async(spending_of)(user)
     return await sync_to_async(render)(
         request,
         "chat/settings.html",
-        {"form": form, "saved": saved, "team_token_available": team},
+        {"form": form, "saved": saved, "team_token_available": team, **spending},
     )
+
+
+SPEND_CHART_DAYS = 30
+
+
+def spending_of(user: User) -> dict[str, Any]:
+    """The settings page's spending section: this month against the limit, and the last 30
+    days, a day at a time, for the chart."""
+    budget = budgets.budget_of(user)
+    mine = Usage.objects.filter(user=user)
+    month = usage_report.totals(
+        mine.filter(finished_at__gte=budget.month_start, finished_at__lt=budget.resets_at)
+    )
+    days = usage_report.Range.last_days(SPEND_CHART_DAYS)
+    daily = usage_report.by_day(days.records(mine), days.start, days.end)
+    return {
+        "budget": budget,
+        "own_limit": user.monthly_limit is not None,
+        "month": month,
+        "spend_chart": {
+            "days": [day["key"] for day in daily],
+            "cost": [usage_report.money(day["cost"]) for day in daily],
+            "tokens": [day["total_tokens"] for day in daily],
+        },
+    }
 
 
 def explain(error: NoboxError) -> str:

@@ -211,6 +211,9 @@ VENDOR_FILES = {
     "vendor/highlight/styles/github-dark.min.css": (
         "@highlightjs/cdn-assets/styles/github-dark.min.css"
     ),
+    # A classic script (it defines window.Chart): its ES build imports a bare npm name.
+    "vendor/chart.js/chart.umd.min.js": "chart.js/dist/chart.umd.min.js",
+    "vendor/chart.js/chart.umd.min.js.map": "chart.js/dist/chart.umd.min.js.map",
 }
 STATICFILES_FINDERS = [
     "django.contrib.staticfiles.finders.FileSystemFinder",

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import pytest
 
 from chat import budgets
 from chat.database import in_db_pool
-from chat.models import Conversation, Message, TeamBudget, Usage
+from chat.models import Conversation, Message, TeamBudget, Usage, User
 from tests.protocol import send_frame
 from tests.rows import streaming_reply
 from tests.ws import connect, frames_until
@@ -48,10 +49,10 @@ def next_month_first(now: datetime) -> str:
     return f"1 {datetime(year, month, 1):%B} {year}"
 
 
-async def send(user, frame) -> dict:
+async def send(user: User, frame: dict[str, Any]) -> dict[str, Any]:
     ws = await connect(user)
     await ws.send_json_to(frame)
-    answer = await ws.receive_json_from(timeout=10)
+    answer: dict[str, Any] = await ws.receive_json_from(timeout=10)
     if answer["type"] == "ack" and not answer["duplicate"]:
         await frames_until(ws, "done", timeout=30)
     await ws.disconnect()

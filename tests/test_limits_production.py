@@ -71,7 +71,7 @@ async def answer(ws: ClientConnection, frame: dict[str, Any]) -> dict[str, Any]:
     """The ack or error the server gave `frame`."""
     await ws.send(json.dumps(frame))
     while True:
-        got = json.loads(await asyncio.wait_for(ws.recv(), FRAME_TIMEOUT))
+        got: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), FRAME_TIMEOUT))
         if got["type"] in ("ack", "error") and got.get("client_id") == frame["client_id"]:
             return got
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 
 from chat import rate_limits
@@ -21,11 +23,11 @@ from tests.ws import connect, frames_until
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-async def answer_to(ws, frame) -> dict:
+async def answer_to(ws: WebsocketCommunicator, frame: dict[str, Any]) -> dict[str, Any]:
     """The ack or error for `frame` (other frames skipped); a fresh turn is awaited to `done`."""
     await ws.send_json_to(frame)
     while True:
-        answer = await ws.receive_json_from(timeout=10)
+        answer: dict[str, Any] = await ws.receive_json_from(timeout=10)
         if answer["type"] in ("ack", "error") and answer.get("client_id") == frame["client_id"]:
             break
     if answer["type"] == "ack" and not answer["duplicate"]:

@@ -161,6 +161,18 @@ SITE_CHECKS: dict[str, list[Check]] = {
     "chat:settings": [Check("get", lambda w: "/settings/", SIGNED_IN_ONLY)],
     # The owner has a token; nobody else has one or may use the team's.
     "chat:models": [Check("get", lambda w: "/api/models", (401, 200, 409, 409, 409, 409))],
+    "chat:conversation_usage": [
+        Check(
+            "get",
+            lambda w: f"/api/c/{w.conversation.public_id}/usage",
+            ("login", 200, 404, 404, 404, 404),
+        ),
+        Check(
+            "post",
+            lambda w: f"/api/c/{w.conversation.public_id}/usage",
+            ("login", 405, 405, 405, 405, 405),
+        ),
+    ],
     "login": [Check("get", lambda w: LOGIN, (200,) * 6)],
     "logout": [
         Check("post", lambda w: "/accounts/logout/", ("login",) * 6),

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import math
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
 from chat import tokens
 from chat.database import in_db_pool
-from chat.models import Conversation, Message
+from chat.models import Conversation, Message, User
 from chat.models import Usage as UsageRecord
 from chat.nobox import ModelInfo, Price, Usage
 from chat.nobox.simulator import find_model
@@ -24,16 +25,17 @@ from tests.ws import connect, frames_until
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-async def finished(alice, frame):
+async def finished(alice: User, frame: dict[str, Any]) -> dict[str, Any]:
     ws = await connect(alice)
     await ws.send_json_to(frame)
     frames = await frames_until(ws, "done", timeout=30)
     await ws.disconnect()
-    return frames[-1]["message"]
+    message: dict[str, Any] = frames[-1]["message"]
+    return message
 
 
 @in_db_pool
-def records(**filters) -> list[UsageRecord]:
+def records(**filters: object) -> list[UsageRecord]:
     return list(UsageRecord.objects.filter(**filters).order_by("pk"))
 
 
