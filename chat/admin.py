@@ -16,15 +16,26 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.models import Permission
+from django.core.exceptions import PermissionDenied
 from django.db.models import ForeignKey, Q, QuerySet
 from django.forms import ModelChoiceField
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
-from chat import audit, budgets, tokens, upstream
+from chat import audit, budgets, tokens, upstream, usage_dashboard, usage_report
 from chat.forms import token_or_error
-from chat.models import AuditEvent, Conversation, Message, NoboxToken, TeamBudget, User
+from chat.models import (
+    AuditEvent,
+    Conversation,
+    Message,
+    NoboxToken,
+    TeamBudget,
+    Usage,
+    User,
+)
 from chat.nobox import NoboxError
 from chat.sign_out import deactivate_user, sign_out_everywhere
 from chat.views import explain
@@ -288,6 +299,81 @@ class TeamBudgetAdmin(admin.ModelAdmin[TeamBudget]):
                 request=request,
                 detail=f"team default monthly limit: {text}",
             )
+
+
+# --- usage ---------------------------------------------------------------------------------------
+
+
+@admin.register(Usage)
+class UsageAdmin(admin.ModelAdmin[Usage]):
+    """The raw usage records, read-only, and the dashboard and CSV export built on them."""
+
+    list_display = (
+        "finished_at",
+        "user_name",
+        "model",
+        "token_source",
+        "prompt_tokens",
+        "completion_tokens",
+        "total_tokens",
+        "estimated",
+        "cost_text",
+        "status",
+    )
+    list_filter = ("token_source", "estimated", "status", "model")
+    search_fields = ("user_name", "model")
+    date_hierarchy = "finished_at"
+    change_list_template = "admin/chat/usage/change_list.html"
+
+    @admin.display(description="Cost", ordering="cost")
+    def cost_text(self, record: Usage) -> str:
+        return "price unknown" if record.cost is None else f"${record.cost}"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def get_urls(self) -> list[URLPattern]:
+        wrap = self.admin_site.admin_view
+        return [
+            path("dashboard/", wrap(self.dashboard_view), name="chat_usage_dashboard"),
+            path("export.csv", wrap(self.export_view), name="chat_usage_export"),
+            *super().get_urls(),
+        ]
+
+    def dashboard_view(self, request: HttpRequest) -> HttpResponse:
+        self._may_view(request)
+        form = usage_dashboard.RangeForm(request.GET or None)
+        return TemplateResponse(
+            request,
+            "admin/chat/usage/dashboard.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Usage dashboard",
+                "opts": self.model._meta,
+                **usage_dashboard.context(form),
+            },
+        )
+
+    def export_view(self, request: HttpRequest) -> StreamingHttpResponse:
+        self._may_view(request)
+        span = usage_dashboard.RangeForm(request.GET or None).range()
+        response = StreamingHttpResponse(
+            usage_report.csv_rows(span.records()), content_type="text/csv; charset=utf-8"
+        )
+        response["Content-Disposition"] = (
+            f'attachment; filename="usage-{span.start.isoformat()}-{span.end.isoformat()}.csv"'
+        )
+        return response
+
+    def _may_view(self, request: HttpRequest) -> None:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
 
 
 # --- tokens --------------------------------------------------------------------------------------

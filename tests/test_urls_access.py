@@ -20,7 +20,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from chat import tokens
-from chat.models import AuditEvent, Conversation, NoboxToken, TeamBudget, User
+from chat.models import AuditEvent, Conversation, NoboxToken, TeamBudget, Usage, User
 
 pytestmark = pytest.mark.django_db
 
@@ -92,6 +92,7 @@ def world(django_user_model, nobox) -> World:
         AuditEvent: AuditEvent.objects.first(),  # type: ignore[dict-item]
         Conversation: conversation,
         TeamBudget: TeamBudget.current(),
+        Usage: Usage.objects.create(user=users["owner"], user_name="alice", model="m"),
         Group: Group.objects.create(name="helpers"),
         AccessAttempt: AccessAttempt.objects.create(
             username="mallory", ip_address="192.0.2.66", failures_since_start=3
@@ -183,6 +184,10 @@ SITE_CHECKS: dict[str, list[Check]] = {
         Check("get", lambda w: "/accounts/password_change/done/", SIGNED_IN_ONLY)
     ],
     "admin:index": [Check("get", lambda w: "/admin/", STAFF_ONLY)],
+    "admin:chat_usage_dashboard": [
+        Check("get", lambda w: "/admin/chat/usage/dashboard/", STAFF_ONLY)
+    ],
+    "admin:chat_usage_export": [Check("get", lambda w: "/admin/chat/usage/export.csv", STAFF_ONLY)],
     "admin:login": [Check("get", lambda w: ADMIN_LOGIN, (200, 200, 200, 302, 302, 302))],
     # Signing out needs no permission: visitors who are not staff are sent to the admin index
     # (which asks them to sign in), staff to the site's sign-in page.
@@ -242,10 +247,10 @@ def content_type(model: type[Model]) -> int:
 
 # Admin models nobody adds by hand: the audit trail and axes' records of sign-ins, and the team
 # budget's one row (made on first use).
-NO_ADD = {AuditEvent, AccessAttempt, AccessLog, AccessFailureLog, TeamBudget}
-# The audit trail cannot be changed or deleted by anyone. Axes' records show every field
+NO_ADD = {AuditEvent, AccessAttempt, AccessLog, AccessFailureLog, TeamBudget, Usage}
+# The audit trail and the usage records cannot be changed or deleted by anyone. Axes' records show every field
 # read-only (saving changes nothing) and superusers may delete them to lift a lockout.
-READ_ONLY = {AuditEvent}
+READ_ONLY = {AuditEvent, Usage}
 # Nor can the team budget's one row be deleted (emptying its limit is how to lift it).
 NO_DELETE = {*READ_ONLY, TeamBudget}
 
