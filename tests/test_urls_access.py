@@ -248,8 +248,9 @@ def content_type(model: type[Model]) -> int:
 # Admin models nobody adds by hand: the audit trail and axes' records of sign-ins, and the team
 # budget's one row (made on first use).
 NO_ADD = {AuditEvent, AccessAttempt, AccessLog, AccessFailureLog, TeamBudget, Usage}
-# The audit trail and the usage records cannot be changed or deleted by anyone. Axes' records show every field
-# read-only (saving changes nothing) and superusers may delete them to lift a lockout.
+# The audit trail and the usage records cannot be changed or deleted by anyone. Axes' records
+# show every field read-only (saving changes nothing) and superusers may delete them to lift a
+# lockout.
 READ_ONLY = {AuditEvent, Usage}
 # Nor can the team budget's one row be deleted (emptying its limit is how to lift it).
 NO_DELETE = {*READ_ONLY, TeamBudget}

@@ -43,7 +43,7 @@ def records(alice: User, bob: User) -> list[Usage]:
     price, a deleted conversation; and one 40 days old, outside the default range."""
     conversation = Conversation.objects.create(owner=alice)
     reply = Message.objects.create(conversation=conversation, seq=2, role="assistant")
-    rows = [
+    rows: list[tuple[User, str, str | None, int, int, int, dict[str, Any]]] = [
         (alice, "openai/gpt-4o", "0.0125", 1000, 250, 0, {"message": reply}),
         (alice, "openai/gpt-4o", "0.00375", 300, 100, 0, {"estimated": True}),
         (alice, "meta/llama-3.3-70b", "0.00000138", 1, 1, 2, {}),
