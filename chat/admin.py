@@ -164,7 +164,7 @@ class TeamUserAdmin(UserAdmin):  # type: ignore[type-arg]
 
     @admin.display(description="Spent this month", ordering="month_spent")
     def spent_this_month(self, user: User) -> str:
-        return f"${getattr(user, 'month_spent', 0):.2f}"
+        return usage_report.usd(getattr(user, "month_spent", Decimal(0)))
 
     @admin.display(description="Budget")
     def budget_state(self, user: User) -> str:

@@ -125,6 +125,18 @@ def money(value: Decimal) -> str:
     return f"{value.normalize():f}" if value else "0"
 
 
+def usd(value: Decimal) -> str:
+    """Money for people: cents, or three significant digits below a cent ($0.000312), so a
+    month of small replies does not read as $0.00."""
+    if value == 0:
+        return "$0.00"
+    if abs(value) >= Decimal("0.01"):
+        return f"${value:,.2f}"
+    # adjusted(): the exponent of the first significant digit (-4 for 0.000312).
+    decimals = min(8, -value.adjusted() + 2)
+    return f"${value:.{decimals}f}".rstrip("0")
+
+
 # --- CSV ---------------------------------------------------------------------------------------
 
 CSV_COLUMNS = (

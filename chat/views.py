@@ -169,6 +169,7 @@ def spending_of(user: User) -> dict[str, Any]:
         "budget": budget,
         "own_limit": user.monthly_limit is not None,
         "month": month,
+        "month_spent": usage_report.usd(month["cost"]),
         "spend_chart": {
             "days": [day["key"] for day in daily],
             "cost": [usage_report.money(day["cost"]) for day in daily],

@@ -111,3 +111,20 @@ def test_another_persons_conversation_cost_is_not_found(bob):
     client = Client()
     client.force_login(User.objects.create_user("eve", "", "eve-password"))
     assert client.get(f"/api/c/{conversation.public_id}/usage").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("0", "$0.00"),
+        ("0.0123", "$0.01"),
+        ("1234.5", "$1,234.50"),
+        ("0.000312", "$0.000312"),
+        ("0.00000138", "$0.00000138"),
+        ("0.009999", "$0.01"),
+    ],
+)
+def test_money_reads_as_cents_or_three_digits_below_a_cent(value, text):
+    from chat.usage_report import usd
+
+    assert usd(Decimal(value)) == text
