@@ -228,7 +228,13 @@ async def models_list(request: HttpRequest) -> HttpResponse:
     return JsonResponse(
         {
             "models": [
-                {"id": m.id, "public_id": m.public_id, "name": m.name, "pricing": m.pricing}
+                {
+                    "id": m.id,
+                    "public_id": m.public_id,
+                    "name": m.name,
+                    "pricing": m.pricing,
+                    "price": m.price.label(),
+                }
                 for m in models
             ]
         }

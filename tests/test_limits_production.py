@@ -29,6 +29,10 @@ RESERVE = "0.25"  # USD a reply in flight holds
 PER_MINUTE = 5
 AT_ONCE = 3
 SENDS = 10  # at once, half through each process
+USAGE_OF = (
+    "SELECT count(*) FROM chat_usage WHERE user_name = %s AND status = %s AND estimated "
+    "AND message_id IS NOT NULL"
+)
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +147,9 @@ async def test_concurrent_sends_at_the_budget_take_exactly_what_it_allows(stack:
         assert await upstream_calls(stack) == calls + 2
     finally:
         await finish(results)
+    # Each stopped reply left one usage record, in the same write that ended it.
+    assert await count(stack, USAGE_OF, name, "stopped") == 2
+    assert await count(stack, "SELECT count(*) FROM chat_usage WHERE user_name = %s", name) == 2
 
 
 async def test_concurrent_sends_at_the_replies_at_once_limit(stack: Stack) -> None:

@@ -44,7 +44,6 @@ def redis_limits(settings):
     yield
     client = rate_limits._clients.get(settings.REDIS_URL)
     if client is not None:
-        client.delete(f"{settings.REDIS_PREFIX}:sends:*")
         for key in client.scan_iter(match=f"{settings.REDIS_PREFIX}:*"):
             client.delete(key)
 
