@@ -83,7 +83,8 @@ async def test_database_count_says_to_retry_when_the_oldest_send_leaves_the_minu
     refused = await answer_to(ws, send_frame("third"))
     await ws.disconnect()
     assert refused["code"] == "rate_limited"
-    assert 15 < refused["retry_after"] <= 20  # the first leaves the window in about 20 s
+    # The older send leaves the minute first, in under 20 s (the newer one would take ~60 s).
+    assert 0 < refused["retry_after"] <= 20
 
 
 async def test_a_resent_send_counts_once_in_redis(
