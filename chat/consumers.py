@@ -31,8 +31,9 @@ from chat.ratelimit import TokenBucket
 from chat.replies import events, generation
 from chat.replies.feed import Feed
 from chat.replies.hub import get_hub
+from chat.replies.intake import get_intake
 from chat.replies.sweep import ensure_sweeper
-from chat.replies.turns import Refused, store_turn
+from chat.replies.turns import Refused
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ class ChatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     async def _on_send(self, frame: dict[str, Any]) -> None:
         request = parse_send(frame)
-        turn = await in_db_pool(store_turn)(self.user, request)
+        turn = await get_intake().store(self.user, request)
         if self.conversation is None or self.conversation.pk != turn.conversation.pk:
             await self._watch(turn.conversation)
         conversation = turn.conversation

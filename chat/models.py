@@ -10,7 +10,7 @@ from typing import Any, ClassVar, TypedDict
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.core.validators import MinValueValidator
-from django.db import models
+from django.db import connection, models
 from django.db.models import Q
 from django.utils import timezone
 
@@ -177,6 +177,16 @@ class Conversation(models.Model):
     def display_title(self) -> str:
         return self.title or "New chat"
 
+    # What a turn changes on its conversation (with the settings a `send` carries).
+    TURN_FIELDS: ClassVar[list[str]] = [
+        "model",
+        "system_prompt",
+        "temperature",
+        "max_tokens",
+        "next_seq",
+        "updated_at",
+    ]
+
     def add_turn(
         self,
         author: Any,
@@ -187,9 +197,25 @@ class Conversation(models.Model):
     ) -> tuple[Message, Message]:
         """Store the user's message and a streaming placeholder for the reply, under the
         caller's transaction and row lock; saves this conversation's settings with them."""
+        user_message, reply = self.next_turn(author, text, attachments, client_id, token_source)
+        user_message.save(force_insert=True)
+        reply.save(force_insert=True)
+        self.save(update_fields=self.TURN_FIELDS)
+        return user_message, reply
+
+    def next_turn(
+        self,
+        author: Any,
+        text: str,
+        attachments: list[dict[str, Any]],
+        client_id: str,
+        token_source: str,
+    ) -> tuple[Message, Message]:
+        """The user's message and the reply's streaming placeholder, not saved yet, with this
+        conversation's `next_seq` and `updated_at` moved on (the caller saves all three)."""
         now = timezone.now()
         seq = self.next_seq
-        user_message = Message.objects.create(
+        user_message = Message(
             conversation=self,
             seq=seq,
             role=Message.Role.USER,
@@ -199,7 +225,7 @@ class Conversation(models.Model):
             client_id=client_id,
             created_at=now,
         )
-        reply = Message.objects.create(
+        reply = Message(
             conversation=self,
             seq=seq + 1,
             role=Message.Role.ASSISTANT,
@@ -211,16 +237,6 @@ class Conversation(models.Model):
         )
         self.next_seq = seq + 2
         self.updated_at = now
-        self.save(
-            update_fields=[
-                "model",
-                "system_prompt",
-                "temperature",
-                "max_tokens",
-                "next_seq",
-                "updated_at",
-            ]
-        )
         return user_message, reply
 
 
@@ -228,10 +244,20 @@ class MessageQuerySet(models.QuerySet["Message"]):
     def streaming(self) -> MessageQuerySet:
         return self.filter(status=Message.Status.STREAMING)
 
-    def checkpoint(self, pk: int, text: str) -> bool:
-        """Save a streaming reply's text so far and beat its heart; False once it has ended
-        (a sweep took it for an orphan)."""
-        return self.streaming().filter(pk=pk).update(content=text, heartbeat_at=timezone.now()) > 0
+    def checkpoint(self, texts: dict[int, str]) -> None:
+        """Save streaming replies' text so far (by pk) and beat their hearts; a reply that has
+        ended meanwhile (a sweep took it for an orphan) is left as it is.
+
+        One statement run for every reply (executemany): this runs every second for every
+        running reply of the process, and an ORM update per reply cost more than the relay."""
+        now = connection.ops.adapt_datetimefield_value(timezone.now())
+        table, streaming = connection.ops.quote_name(self.model._meta.db_table), "streaming"
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                f"UPDATE {table} SET content = %s, heartbeat_at = %s "  # noqa: S608 - no input
+                "WHERE id = %s AND status = %s",
+                [(text, now, pk, streaming) for pk, text in texts.items()],
+            )
 
     def finish(self, pk: int, **ending: Any) -> Message:
         """The reply's one final write (content, status, error, usage and cost). Unconditional

@@ -19,6 +19,7 @@ from datetime import timedelta
 
 import redis
 from django.conf import settings
+from django.db.models import Count
 from django.utils import timezone
 
 from chat.models import Message, User
@@ -123,3 +124,26 @@ def _redis_wait(user_pk: int, client_id: str) -> float:
         SLIDING_WINDOW, 1, key, WINDOW_SECONDS, settings.SEND_PER_MINUTE, client_id
     )
     return float(answer.decode() if isinstance(answer, bytes) else answer)
+
+
+def sent_last_minute(user_pks: list[int]) -> dict[int, int]:
+    """Messages each person sent in the last minute (the database count), in one query."""
+    since = timezone.now() - timedelta(seconds=WINDOW_SECONDS)
+    rows = (
+        Message.objects.filter(author_id__in=user_pks, role=Message.Role.USER, created_at__gt=since)
+        .values("author_id")
+        .annotate(n=Count("pk"))
+        .values_list("author_id", "n")
+    )
+    return dict(rows)
+
+
+def admits_another_send(user: User, client_id: str, recent: int) -> bool:
+    """For sends stored together: whether one more fits in the person's minute, counting it
+    (in Redis) when it does; `recent` is the database count plus the group's earlier ones."""
+    if settings.REDIS_URL:
+        try:
+            return _redis_wait(user.pk, client_id) == 0
+        except (redis.RedisError, OSError) as error:
+            log.warning("send rate limit: Redis unavailable (%s); counting in the database", error)
+    return recent < settings.SEND_PER_MINUTE

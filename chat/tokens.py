@@ -7,8 +7,11 @@ never sent to a browser; people see its last four characters only.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeGuard
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
@@ -281,12 +284,31 @@ def resolve(user: User) -> UsableToken:
 
     The user's own token wins; without a usable one, the team token when the admin allows it.
     """
-    own = NoboxToken.objects.filter(user=user).first()
+    return _choose(user, NoboxToken.objects.filter(user=user).first(), _team_token)
+
+
+def usable_tokens(users: list[User]) -> dict[int, UsableToken]:
+    """`resolve` for many people in two queries: the usable token of each user's pk. Users
+    without one are left out; `resolve` says why."""
+    owns = {record.user_id: record for record in NoboxToken.objects.filter(user__in=users)}
+    team = functools.cache(_team_token)
+    usable = {}
+    for user in users:
+        try:
+            usable[user.pk] = _choose(user, owns.get(user.pk), team)
+        except TokenProblem:
+            continue
+    return usable
+
+
+def _choose(
+    user: User, own: NoboxToken | None, team_token: Callable[[], NoboxToken | None]
+) -> UsableToken:
     own_problem = _problem(own) if own else NO_TOKEN
     if own is not None and own_problem is None:
         return UsableToken(_read(own), own.pk, "own")
-    team = _team_token_for(user)
-    if team is not None and _problem(team) is None:
+    team = team_token()  # only looked up when it may be needed
+    if _team_allows(team, user) and _problem(team) is None:
         return UsableToken(_read(team), team.pk, "team")
     raise TokenProblem(*(own_problem or NO_TOKEN))
 
@@ -305,11 +327,17 @@ def _read(record: NoboxToken) -> str:
     return decrypt(record.ciphertext)
 
 
+def _team_token() -> NoboxToken | None:
+    return NoboxToken.objects.filter(is_team=True).first()
+
+
 def _team_token_for(user: User) -> NoboxToken | None:
-    team = NoboxToken.objects.filter(is_team=True).first()
-    if team is None or not (team.team_for_everyone or user.may_use_team_token):
-        return None
-    return team
+    team = _team_token()
+    return team if _team_allows(team, user) else None
+
+
+def _team_allows(team: NoboxToken | None, user: User) -> TypeGuard[NoboxToken]:
+    return team is not None and (team.team_for_everyone or user.may_use_team_token)
 
 
 def team_token_available(user: User) -> bool:

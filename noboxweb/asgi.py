@@ -12,17 +12,24 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "noboxweb.settings")
 # Django must be set up before importing code that touches models.
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.auth import AuthMiddleware  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.sessions import CookieMiddleware  # noqa: E402
 
 from chat.origins import SameOriginMiddleware  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
+from chat.socket_session import SocketSessionMiddleware  # noqa: E402
+
+# Channels' AuthMiddlewareStack, with a session middleware that does not wrap every frame sent.
+sockets = CookieMiddleware(
+    SocketSessionMiddleware(AuthMiddleware(URLRouter(websocket_urlpatterns)))
+)
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         # The full origin (scheme, host, port), not only the host: a page on another port of
         # the same host must not open a socket with the user's cookies.
-        "websocket": SameOriginMiddleware(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": SameOriginMiddleware(sockets),
     }
 )

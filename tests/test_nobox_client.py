@@ -602,12 +602,32 @@ async def test_keep_alives_do_not_count_as_the_first_byte(nobox):
 
 
 async def test_a_stream_that_goes_quiet_hits_the_stall_timeout(nobox):
-    upstream = Upstream(sse(event(chunk("Hel")), b": still here\n\n", Pause(5), event("[DONE]")))
-    client = nobox(upstream, timeouts=quick(stall=0.05))
-    items, exc = await collect_until_error(client.stream_chat(TOKEN, HELLO))
+    upstream = Upstream(sse(event(chunk("Hel")), b": still here\n\n", Pause(60), event("[DONE]")))
+    # The first-byte limit is long: the read timer set for it must come forward to the stall
+    # limit once the first event is in (the wait_for only bounds a broken build).
+    client = nobox(upstream, timeouts=quick(first_byte=30, stall=0.05, total=60))
+    items, exc = await asyncio.wait_for(collect_until_error(client.stream_chat(TOKEN, HELLO)), 10)
     assert items == [Delta("Hel")]
     assert isinstance(exc, NoboxTimeout) and exc.phase == "stall"
     assert len(upstream.requests) == 1
+
+
+async def test_a_stop_during_a_read_is_a_cancellation_not_a_timeout(nobox):
+    upstream = Upstream(sse(event(chunk("Hel")), Pause(60), event("[DONE]")))
+    client = nobox(upstream, timeouts=quick(stall=30, total=60))
+    received: list[object] = []
+
+    async def read_all() -> None:
+        async for item in client.stream_chat(TOKEN, HELLO):
+            received.append(item)
+
+    reading = asyncio.create_task(read_all())
+    while not received:
+        await asyncio.sleep(0.01)
+    reading.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reading
+    assert received == [Delta("Hel")]
 
 
 async def test_a_slow_consumer_is_not_a_stall(nobox):

@@ -27,7 +27,11 @@ def test_every_module_import_names_a_hashed_file(tmp_path):
     out = collect(tmp_path)
     [chat] = out.glob("chat/chat.*.js")
     [render] = out.glob("chat/render.*.js")
-    imports = re.findall(r'from\s*"([^"]+)"', chat.read_text() + render.read_text())
+    imports = re.findall(
+        r'from\s*"([^"]+)"|import\("([^"]+)"\)', chat.read_text() + render.read_text()
+    )
+    imports = [static or dynamic for static, dynamic in imports]
+    assert any("katex" in name for name in imports), "the lazy KaTeX import was not found"
     assert "./socket.js" in (ROOT / "static/chat/chat.js").read_text()
     assert imports, "no imports found"
     for name in imports:
@@ -48,6 +52,7 @@ def test_only_the_npm_files_pages_use_are_collected(tmp_path):
         "highlight/es/highlight.min.js",
         "highlight/styles/github-dark.min.css",
         "highlight/styles/github.min.css",
+        "katex/katex.mjs",
         "marked/marked.esm.js",
         "marked/marked.esm.js.map",
     ]

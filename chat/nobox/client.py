@@ -312,10 +312,16 @@ class _Clock:
     def remaining(self) -> float:
         return self.total - self._loop.time()
 
+    def event_limit(self) -> tuple[float, TimeoutPhase]:
+        """The next stream event's deadline, or the total deadline if that comes first."""
+        return self.bounded(self.event_deadline, self.event_phase)
+
+    def bounded(self, deadline: float, phase: TimeoutPhase) -> tuple[float, TimeoutPhase]:
+        return (self.total, "total") if self.total <= deadline else (deadline, phase)
+
     async def within(self, awaitable: Awaitable[T], deadline: float, phase: TimeoutPhase) -> T:
         """Await until ``deadline`` or the total deadline, naming whichever ran out."""
-        if self.total <= deadline:
-            deadline, phase = self.total, "total"
+        deadline, phase = self.bounded(deadline, phase)
         try:
             async with asyncio.timeout_at(deadline):
                 return await awaitable
@@ -346,25 +352,86 @@ async def _stream_items(
 async def _sse_events(response: httpx.Response, clock: _Clock) -> AsyncGenerator[SSEEvent, None]:
     """Decoded events; the event deadline is enforced on network reads only.
 
-    Events already decoded from a chunk cost no timer: arming an asyncio timeout per event was
-    most of the client's cost with a fast model. A chunk holding only a comment (keep-alive)
-    produces no event, so it does not push the deadline back.
+    Events already decoded from a chunk cost no timer, and reads share one lazily re-armed
+    timer (`_ReadDeadline`): an asyncio timeout per event, then per read, was most of the
+    client's cost. A chunk holding only a comment (keep-alive) produces no event, so it does
+    not push the deadline back.
     """
     decoder = SSEDecoder()
     chunks = response.aiter_bytes()
-    while True:
-        try:
-            chunk = await clock.within(anext(chunks, None), clock.event_deadline, clock.event_phase)
-        except httpx.TransportError:
-            raise IncompleteStream("the connection to Nobox broke mid-reply") from None
-        except httpx.DecodingError:
-            raise MalformedResponse("Nobox sent a stream that could not be decoded") from None
-        if chunk is None:
-            break
-        for event in decoder.feed(chunk):
-            yield event
+    deadline = _ReadDeadline(clock)
+    try:
+        while True:
+            try:
+                chunk = await deadline.read(anext(chunks, None))
+            except httpx.TransportError:
+                raise IncompleteStream("the connection to Nobox broke mid-reply") from None
+            except httpx.DecodingError:
+                raise MalformedResponse("Nobox sent a stream that could not be decoded") from None
+            if chunk is None:
+                break
+            for event in decoder.feed(chunk):
+                yield event
+    finally:
+        deadline.close()
     for event in decoder.close():
         yield event
+
+
+class _ReadDeadline:
+    """The clock's event deadline over a stream's reads, kept by one timer for the whole stream.
+
+    The timer is not moved on every read when the deadline moved later (as it does on every
+    event): when it fires it looks at the deadline as it is now, and either expires the read
+    under way or is set again for the new deadline. It is moved only when the deadline came
+    sooner (the first event turns the long first-byte wait into the short stall limit). When no
+    read is under way it lapses and the next read sets it.
+
+    Expiring cancels the reading task, as `asyncio.timeout` does, and turns that one
+    cancellation (told apart by `uncancel`) into NoboxTimeout; any other cancellation (a stop)
+    passes through.
+    """
+
+    def __init__(self, clock: _Clock) -> None:
+        self._clock = clock
+        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None
+        self._reader: asyncio.Task[Any] | None = None
+        self._expired: TimeoutPhase | None = None
+
+    async def read(self, awaitable: Awaitable[T]) -> T:
+        reader = self._reader = asyncio.current_task()
+        assert reader is not None, "reads run in a task"
+        deadline = self._clock.event_limit()[0]
+        if self._timer is None or self._timer.when() > deadline:
+            self.close()
+            self._arm(deadline)
+        try:
+            return await awaitable
+        except asyncio.CancelledError:
+            if self._expired is not None and reader.uncancel() == 0:
+                raise NoboxTimeout(self._expired) from None
+            raise
+        finally:
+            self._reader = None
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _arm(self, deadline: float) -> None:
+        self._timer = self._loop.call_at(deadline, self._check)
+
+    def _check(self) -> None:
+        self._timer = None
+        if self._reader is None:
+            return  # no read under way: the next one sets the timer again
+        deadline, phase = self._clock.event_limit()
+        if self._loop.time() < deadline:
+            self._arm(deadline)
+        else:
+            self._expired = phase
+            self._reader.cancel()
 
 
 async def _read(response: httpx.Response) -> bytes:

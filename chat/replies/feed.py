@@ -49,6 +49,7 @@ class Feed:
         self.cursors: dict[str, RelayCursor] = {}
         self._send = send
         self._outbox: deque[Queued] = deque()
+        self._outbox_limit = settings.SOCKET_QUEUE_FRAMES  # read once: settings is a lazy proxy
         self._wake = asyncio.Event()
         self._loading: list[tuple[ConversationEvent, str]] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -174,7 +175,7 @@ class Feed:
     def _queue(self, item: Queued) -> bool:
         """Queue a frame; True when that made the socket fall behind (deltas were dropped)."""
         self._outbox.append(item)
-        fell_behind = len(self._outbox) > settings.SOCKET_QUEUE_FRAMES
+        fell_behind = len(self._outbox) > self._outbox_limit
         if fell_behind:
             self._fall_behind()
         self._wake.set()

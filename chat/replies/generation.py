@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -296,16 +297,23 @@ checkpoints = Checkpoints()
 
 @in_db_pool
 def _checkpoint(texts: dict[int, str]) -> None:
-    with transaction.atomic():
-        for reply_pk, text in texts.items():
-            # One reply's refused write must not take every other reply's heartbeat with it.
-            try:
-                with transaction.atomic():
-                    Message.objects.checkpoint(reply_pk, storable(text))
-            except (OperationalError, InterfaceError):
-                raise
-            except DatabaseError:
-                log.exception("checkpoint of reply %s refused", reply_pk)
+    storable_texts = {reply_pk: storable(text) for reply_pk, text in texts.items()}
+    try:
+        with transaction.atomic():
+            Message.objects.checkpoint(storable_texts)
+        return
+    except (OperationalError, InterfaceError):
+        raise
+    except DatabaseError:
+        pass  # one reply's text was refused: write them one by one, so the others still beat
+    for reply_pk, text in storable_texts.items():
+        try:
+            with transaction.atomic():
+                Message.objects.checkpoint({reply_pk: text})
+        except (OperationalError, InterfaceError):
+            raise
+        except DatabaseError:
+            log.exception("checkpoint of reply %s refused", reply_pk)
 
 
 @in_db_pool
@@ -337,5 +345,12 @@ MAX_COST = 10**6
 
 
 def storable(text: str) -> str:
-    """Text PostgreSQL will store: a NUL (which a model may emit) cannot be in a text column."""
-    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+    """Text every database will store. A model may emit a NUL, which PostgreSQL refuses in a
+    text column, or a lone surrogate (a JSON escape like "\\ud800"), which cannot be encoded
+    for any database and would fail the write outside the database's own errors."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    return text if text.isascii() else LONE_SURROGATE.sub("\ufffd", text)
+
+
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")

@@ -3,12 +3,15 @@ streaming placeholder for the reply, and build the prompt. Nothing reaches Nobox
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
+from django.utils import timezone
 
-from chat import budgets, rate_limits, tokens
+from chat import budgets, limits, rate_limits, tokens
 from chat.access import NotFound, conversation_for
 from chat.incoming_frames import SendRequest
 from chat.models import Conversation, Message, NoboxToken, User
@@ -64,12 +67,7 @@ def store_turn(user: User, req: SendRequest) -> Turn:
             NoboxToken.objects.filter(pk=token.record_pk).update(
                 last_used_at=user_message.created_at
             )
-            request = ChatRequest(
-                model=conversation.model,
-                messages=prompt_for(conversation),
-                temperature=conversation.temperature,
-                max_tokens=conversation.max_tokens,
-            )
+            request = _chat_request(conversation, list(_kept(conversation)))
     except IntegrityError as exc:
         # A twin stored the same client_id (the unique index made us wait for it), or a reply
         # is still running in this conversation.
@@ -92,6 +90,161 @@ def _within_limits(user: User, client_id: str) -> None:
         raise Refused(over.code, over.message) from over
     except rate_limits.RateLimited as limited:
         raise Refused(limited.code, limited.message, limited.retry_after) from limited
+
+
+def store_turns(sends: Sequence[tuple[User, SendRequest]]) -> list[Turn | Refused]:
+    """Store sends that arrived together: the plain ones in one transaction (group commit: one
+    commit and a handful of statements for all of them), then every other one by `store_turn`.
+
+    "Plain" means no stored twin, no twin in the group, a usable token, an existing or new
+    conversation that no other send of the group names and that has no running reply: exactly
+    the cases `store_turn` would accept. The rest (refusals, duplicates) are left to
+    `store_turn`, which answers them after the group committed, so a second send to the same
+    conversation in one group is `busy`, as it would be one by one. A conflict the group cannot
+    see (a twin or a reply started by another process meanwhile, a deadlock) rolls the group
+    back and every send goes one by one.
+    """
+    together: dict[int, Turn] = {}
+    if len(sends) > 1:
+        try:
+            with transaction.atomic():
+                together = _store_plain(sends)
+        except DatabaseError:
+            together = {}
+    return [
+        together[index] if index in together else _store_or_refusal(user, req)
+        for index, (user, req) in enumerate(sends)
+    ]
+
+
+def _store_or_refusal(user: User, req: SendRequest) -> Turn | Refused:
+    try:
+        return store_turn(user, req)
+    except Refused as refused:
+        return refused
+
+
+def _store_plain(sends: Sequence[tuple[User, SendRequest]]) -> dict[int, Turn]:
+    """Store the plain sends of a group (see `store_turns`) under the caller's transaction."""
+    usable = tokens.usable_tokens([user for user, _ in sends])
+    # Budgets and rate limits: the people first (locked), then their conversations.
+    quota = limits.GroupQuota([user for user, _ in sends])
+    plain = _plain_sends(sends, usable, quota)
+    rows: list[Message] = []
+    turns: dict[int, tuple[Message, Message]] = {}
+    for index, conversation in plain.items():
+        user, req = sends[index]
+        _apply_settings(conversation, req)
+        turns[index] = conversation.next_turn(
+            user, req.text, req.attachments, req.client_id, usable[user.pk].source
+        )
+        rows.extend(turns[index])
+    # New chats are inserted with their turn's fields already set (the messages pick up their
+    # pks on insert); existing ones are updated row by row: Django's bulk_update builds a CASE
+    # per field and row and costs more than the rows it saves.
+    existing = [c for c in plain.values() if not c._state.adding]
+    Conversation.objects.bulk_create([c for c in plain.values() if c._state.adding])
+    Message.objects.bulk_create(rows)
+    for conversation in existing:
+        conversation.save(update_fields=Conversation.TURN_FIELDS)
+    used = {usable[sends[index][0].pk].record_pk for index in plain}
+    NoboxToken.objects.filter(pk__in=used).update(last_used_at=timezone.now())
+    history = _kept_messages([conversation.pk for conversation in plain.values()])
+    return {
+        index: Turn(
+            conversation,
+            *turns[index],
+            duplicate=False,
+            request=_chat_request(conversation, history[conversation.pk]),
+            token=usable[sends[index][0].pk],
+        )
+        for index, conversation in plain.items()
+    }
+
+
+def _plain_sends(
+    sends: Sequence[tuple[User, SendRequest]],
+    usable: dict[int, tokens.UsableToken],
+    quota: limits.GroupQuota,
+) -> dict[int, Conversation]:
+    """The plain sends of a group (see `store_turns`), each with its (new or locked) chat."""
+    stored = _stored_keys(sends)
+    named = _lockable_conversations(sends)
+    plain: dict[int, Conversation] = {}
+    seen_keys: set[tuple[int, str]] = set()
+    for index, (user, req) in enumerate(sends):
+        key = (user.pk, req.client_id)
+        if key in stored or key in seen_keys or user.pk not in usable:
+            continue
+        if req.conversation_id is None:
+            conversation = _new_conversation(user, req)
+        elif (user.pk, req.conversation_id) in named:
+            # Taken: a second send to the same chat goes one by one, after this one (busy).
+            conversation = named.pop((user.pk, req.conversation_id))
+        else:
+            continue
+        if not quota.admits(user, req.client_id):
+            continue  # over a limit: refused one by one, with the reason
+        plain[index] = conversation
+        seen_keys.add(key)
+    return plain
+
+
+def _stored_keys(sends: Sequence[tuple[User, SendRequest]]) -> set[tuple[int, str | None]]:
+    """The (author, client_id) pairs of the group already stored: resent frames."""
+    return set(
+        Message.objects.filter(
+            author__in=[user for user, _ in sends],
+            client_id__in=[req.client_id for _, req in sends],
+        ).values_list("author_id", "client_id")
+    )
+
+
+def _lockable_conversations(
+    sends: Sequence[tuple[User, SendRequest]],
+) -> dict[tuple[int, str], Conversation]:
+    """The existing conversations the group names that have no running reply, by (owner pk,
+    public id), row-locked in pk order (so two processes' groups cannot deadlock)."""
+    named = {(user.pk, req.conversation_id) for user, req in sends if req.conversation_id}
+    if not named:
+        return {}
+    found = (
+        Conversation.objects.select_for_update()
+        .filter(public_id__in=[public_id for _, public_id in named])
+        .order_by("pk")
+    )
+    owned = {(c.owner_id, c.public_id): c for c in found if (c.owner_id, c.public_id) in named}
+    busy = _busy(list(owned.values()))
+    return {key: c for key, c in owned.items() if c.pk not in busy}
+
+
+def _busy(conversations: list[Conversation]) -> set[int]:
+    """The pks of those conversations where a reply is running."""
+    running = Message.objects.streaming().filter(conversation__in=conversations)
+    return set(running.values_list("conversation_id", flat=True))
+
+
+def _new_conversation(user: User, req: SendRequest) -> Conversation:
+    return Conversation(owner=user, title=_title_from(req.text))
+
+
+def _kept_messages(conversation_pks: list[int]) -> dict[int, list[Message]]:
+    kept: dict[int, list[Message]] = defaultdict(list)
+    rows = Message.objects.filter(conversation__in=conversation_pks).exclude(
+        status=Message.Status.STREAMING
+    )
+    for message in rows.order_by("conversation", "seq"):
+        kept[message.conversation_id].append(message)
+    return kept
+
+
+def _chat_request(conversation: Conversation, kept: list[Message]) -> ChatRequest:
+    return ChatRequest(
+        model=conversation.model,
+        messages=_prompt(conversation, kept),
+        temperature=conversation.temperature,
+        max_tokens=conversation.max_tokens,
+    )
 
 
 def _find_sent(user: User, client_id: str) -> Turn | None:
@@ -142,12 +295,16 @@ def _apply_settings(conversation: Conversation, req: SendRequest) -> None:
     conversation.max_tokens = req.max_tokens
 
 
-def prompt_for(conversation: Conversation) -> list[dict[str, Any]]:
+def _kept(conversation: Conversation) -> Iterable[Message]:
+    return conversation.messages.exclude(status=Message.Status.STREAMING).order_by("seq")
+
+
+def _prompt(conversation: Conversation, kept: Iterable[Message]) -> list[dict[str, Any]]:
     """The conversation in OpenAI wire format: system prompt, then every kept turn."""
     messages: list[dict[str, Any]] = []
     if conversation.system_prompt:
         messages.append({"role": "system", "content": conversation.system_prompt})
-    for message in conversation.messages.exclude(status=Message.Status.STREAMING).order_by("seq"):
+    for message in kept:
         if message.role == Message.Role.ASSISTANT and not message.content:
             continue  # a failed reply with no text says nothing to the model
         messages.append({"role": message.role, "content": _wire_content(message)})

@@ -1,7 +1,7 @@
 // The message list: one element per message, ordered by seq, upserted by id. Finished messages are
 // rendered once; a streaming reply re-renders at most once per animation frame, touching only its
 // own body, so the cost of a delta does not grow with the conversation.
-import { renderMarkdown, StreamingMarkdown } from "./render.js";
+import { mayHoldMath, onMathReady, renderMarkdown, StreamingMarkdown } from "./render.js";
 
 const STATUS_LABELS = {
   stopped: "stopped",
@@ -107,6 +107,20 @@ export class MessageList {
     this.idleHandle = 0;
     this.stick = true;
     container.addEventListener("scroll", () => this.updateStick(), { passive: true });
+    onMathReady(() => this.renderMathAgain());
+  }
+
+  /** Math was shown as TeX until KaTeX loaded: render the replies that may hold some again. */
+  renderMathAgain() {
+    for (const record of this.ordered) {
+      if (record.data.role !== "assistant" || record.plain || !mayHoldMath(record.text)) continue;
+      if (record.stream) {
+        record.needsReset = true;
+        this.schedule(record);
+      } else {
+        record.body.replaceChildren(renderMarkdown(record.text));
+      }
+    }
   }
 
   get size() {

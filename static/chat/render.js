@@ -16,6 +16,9 @@ const SANITIZE = {
   // the page's own elements (getElementById returns the first match, and messages come first).
   FORBID_TAGS: ["style", "form", "button", "textarea", "select", "option", "dialog"],
   FORBID_ATTR: ["style", "id", "name", "autofocus", "tabindex"],
+  // KaTeX's MathML carries the TeX source in an <annotation>, which DOMPurify removes but whose
+  // text it would keep, printed after the formula.
+  FORBID_CONTENTS: ["annotation", "annotation-xml"],
 };
 
 function escapeHtml(text) {
@@ -27,10 +30,93 @@ function languageOf(lang) {
   return name && hljs.getLanguage(name) ? name : "";
 }
 
+// --- math -----------------------------------------------------------------------------------------
+// TeX between $…$ / \(…\) (inline) or $$…$$ / \[…\] (display) becomes MathML, drawn by the
+// browser itself (no fonts or stylesheet to ship). The math is taken out by marked extensions,
+// so markdown never sees it (it would eat its backslashes and underscores) and code spans and
+// blocks keep their dollars. KaTeX (150 kB compressed) is loaded the first time a message holds
+// math; until then the TeX shows as code, and `onMathReady` lets the page render it again.
+
+const MATH_LIMITS = { maxSize: 50, maxExpand: 500 }; // bounds what one formula may cost
+let katex = null;
+let katexLoading = null;
+const mathReadyCallbacks = [];
+
+function loadKatex() {
+  katexLoading ??= import("../vendor/katex/katex.mjs").then((module) => {
+    katex = module.default;
+    for (const callback of mathReadyCallbacks) callback();
+  }, () => {
+    katexLoading = null; // a failed load (offline, a deploy) is tried again with the next math
+  });
+}
+
+/** Call `callback` once KaTeX has loaded, to render again what was shown as TeX. */
+export function onMathReady(callback) {
+  mathReadyCallbacks.push(callback);
+}
+
+/** Whether `text` may hold math (cheap: only decides whether to render again). */
+export function mayHoldMath(text) {
+  return /\$|\\\(|\\\[/.test(text);
+}
+
+function renderMath(tex, display) {
+  if (!katex) {
+    loadKatex();
+    const source = display ? `$$${tex}$$` : `$${tex}$`;
+    return `<code data-math="pending">${escapeHtml(source)}</code>`;
+  }
+  const html = katex.renderToString(tex, {
+    displayMode: display,
+    output: "mathml",
+    throwOnError: false, // broken TeX is shown as its source
+    trust: false, // no \href, \url or \includegraphics: links and images stay the page's call
+    strict: "ignore",
+    ...MATH_LIMITS,
+  });
+  // KaTeX colours errors with style attributes, which the CSP refuses (and reports) and
+  // DOMPurify would drop anyway. KaTeX escapes attribute values, so a quote ends each one.
+  return html.replace(/ style="[^"]*"/g, "");
+}
+
+// Inline: $…$ only when it cannot be money or code: no space just inside the dollars, no digit
+// right after either one ("$5 and $10" stays text; write \(2x\) for math that starts with a
+// digit), no backtick inside. \(…\) and $$…$$ always.
+const INLINE_MATH = /^(?:\$\$([^$]+?)\$\$|\\\(([\s\S]+?)\\\)|\$(?![\s\d])((?:\\\$|[^$\n`])+?)(?<!\s)\$(?!\d))/;
+const BLOCK_MATH = /^(?:\$\$\n?([\s\S]+?)\n?\$\$|\\\[([\s\S]+?)\\\])[ \t]*(?:\n+|$)/;
+
+const mathExtensions = [
+  {
+    name: "blockMath",
+    level: "block",
+    start: (src) => src.match(/\$\$|\\\[/)?.index,
+    tokenizer(src) {
+      const match = BLOCK_MATH.exec(src);
+      if (match) return { type: "blockMath", raw: match[0], tex: (match[1] ?? match[2]).trim() };
+      return undefined;
+    },
+    renderer: (token) => `<p>${renderMath(token.tex, true)}</p>\n`,
+  },
+  {
+    name: "inlineMath",
+    level: "inline",
+    start: (src) => src.match(/\$|\\\(/)?.index,
+    tokenizer(src) {
+      const match = INLINE_MATH.exec(src);
+      if (!match) return undefined;
+      const display = match[1] !== undefined;
+      return { type: "inlineMath", raw: match[0], tex: match[1] ?? match[2] ?? match[3], display };
+    },
+    renderer: (token) => renderMath(token.tex, token.display),
+  },
+];
+
 function makeMarked(highlightLimit) {
   return new Marked({
     gfm: true,
     breaks: true,
+    extensions: mathExtensions,
     renderer: {
       code({ text, lang }) {
         const label = (lang || "").trim().split(/\s+/)[0];

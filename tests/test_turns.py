@@ -1,0 +1,220 @@
+"""Storing sends in groups (`store_turns`, `Intake`): a group must answer every send exactly as
+storing them one by one would, in less database work."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from chat import tokens
+from chat.incoming_frames import SendRequest
+from chat.models import Conversation, Message, User
+from chat.replies import generation, turns
+from chat.replies.intake import Intake
+from chat.replies.turns import Refused, Turn, store_turn, store_turns
+from tests.conftest import ALICE_TOKEN, BOB_TOKEN
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def send(client_id: str, conversation: str | None = None, text: str = "hello") -> SendRequest:
+    return SendRequest(client_id=client_id, conversation_id=conversation, text=text, model="m/x")
+
+
+@pytest.fixture
+def people(alice: User, bob: User, charlie: User) -> tuple[User, User, User]:
+    tokens.store_token(alice, ALICE_TOKEN)
+    tokens.store_token(bob, BOB_TOKEN)
+    return alice, bob, charlie  # charlie has no token
+
+
+def finish(reply: Message) -> None:
+    Message.objects.finish(reply.pk, status=Message.Status.COMPLETE, content="ok")
+
+
+def outcome(result: Turn | Refused) -> tuple[str, ...]:
+    if isinstance(result, Refused):
+        return ("refused", result.code)
+    return ("turn", result.user_message.client_id or "", str(result.duplicate))
+
+
+def test_a_group_answers_every_kind_of_send_as_one_by_one_would(people, monkeypatch):
+    alice, bob, charlie = people
+    earlier = store_turn(alice, send("earlier"))
+    finish(earlier.reply)
+    running = store_turn(bob, send("running"))  # its reply is still streaming
+    group = [
+        (alice, send("a1")),  # new chat
+        (alice, send("a2", earlier.conversation.public_id, "and then?")),  # existing chat
+        (alice, send("a3", earlier.conversation.public_id)),  # same chat again: busy
+        (alice, send("earlier")),  # resent frame of a stored turn
+        (bob, send("b1")),
+        (bob, send("b1")),  # the same frame twice in one group
+        (bob, send("b2", running.conversation.public_id)),  # a reply runs there: busy
+        (bob, send("b3", earlier.conversation.public_id)),  # alice's chat: not found
+        (charlie, send("c1")),  # no token
+    ]
+
+    one_by_one: list[str] = []
+    monkeypatch.setattr(turns, "store_turn", _recording_store(one_by_one))
+
+    results = store_turns(group)
+
+    assert [outcome(r) for r in results] == [
+        ("turn", "a1", "False"),
+        ("turn", "a2", "False"),
+        ("refused", "busy"),
+        ("turn", "earlier", "True"),
+        ("turn", "b1", "False"),
+        ("turn", "b1", "True"),
+        ("refused", "busy"),
+        ("refused", "not_found"),
+        ("refused", "no_token"),
+    ]
+    assert Message.objects.filter(author=charlie).count() == 0
+    assert Message.objects.filter(author=bob, client_id="b1").count() == 1
+    # The plain sends were stored together; only the others went one by one.
+    assert one_by_one == ["a3", "earlier", "b1", "b2", "b3", "c1"]
+
+
+def _recording_store(calls: list[str]):
+    def store(user: User, req: SendRequest) -> Turn:
+        calls.append(req.client_id)
+        return store_turn(user, req)
+
+    return store
+
+
+def test_a_grouped_turn_carries_the_whole_visible_history_and_settings(people):
+    alice, _, _ = people
+    first = store_turn(alice, send("first", text="What is 2+2?"))
+    finish(first.reply)
+    chat = first.conversation.public_id
+    follow_up = SendRequest(
+        client_id="second",
+        conversation_id=chat,
+        text="And 3+3?",
+        model="m/y",
+        system_prompt="Be brief.",
+        temperature=0.5,
+        max_tokens=40,
+    )
+
+    turn, fresh = store_turns([(alice, follow_up), (alice, send("other"))])
+
+    assert isinstance(turn, Turn) and turn.request is not None
+    assert turn.request.messages == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "What is 2+2?"},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": "And 3+3?"},
+    ]
+    assert (turn.request.model, turn.request.temperature, turn.request.max_tokens) == (
+        "m/y",
+        0.5,
+        40,
+    )
+    assert [m.seq for m in (turn.user_message, turn.reply)] == [3, 4]
+    stored = Conversation.objects.get(public_id=chat)
+    assert (stored.next_seq, stored.model, stored.system_prompt) == (5, "m/y", "Be brief.")
+    assert isinstance(fresh, Turn) and fresh.request is not None
+    assert fresh.request.messages == [{"role": "user", "content": "hello"}]
+    assert fresh.reply.status == Message.Status.STREAMING and fresh.reply.pk is not None
+    assert Conversation.objects.get(pk=fresh.conversation.pk).next_seq == 3
+
+
+@pytest.fixture
+def unlimited(settings):
+    """No rate limit in the way: these tests are about grouping (limits: test_limits)."""
+    settings.CONCURRENT_REPLIES = settings.SEND_PER_MINUTE = 1000
+
+
+def test_a_group_costs_a_handful_of_queries_whatever_its_size(people, unlimited):
+    alice, bob, _ = people
+    group = [(alice if i % 2 else bob, send(f"s{i}")) for i in range(40)]
+
+    with CaptureQueriesContext(connection) as queries:
+        results = store_turns(group)
+
+    assert all(isinstance(r, Turn) and not r.duplicate for r in results)
+    # One by one this was 40 transactions of ~12 statements each.
+    assert len(queries) <= 12, [q["sql"][:80] for q in queries]
+
+
+def test_a_conflict_the_group_could_not_see_sends_every_send_one_by_one(people, monkeypatch):
+    alice, _, _ = people
+    running = store_turn(alice, send("running"))
+    # Stand-in for another process starting a reply between the group's check and its insert:
+    # the group believes the chat is free, the database's unique index knows better.
+    monkeypatch.setattr(turns, "_busy", lambda conversations: set())
+
+    results = store_turns([(alice, send("x", running.conversation.public_id)), (alice, send("y"))])
+
+    assert [outcome(r) for r in results] == [("refused", "busy"), ("turn", "y", "False")]
+    assert Message.objects.filter(author=alice, client_id="x").count() == 0
+
+
+async def test_sends_arriving_together_are_stored_as_one_group(people, monkeypatch, unlimited):
+    alice, bob, _ = people
+    groups: list[int] = []
+    real = turns.store_turns
+
+    def counted(sends):
+        groups.append(len(sends))
+        return real(sends)
+
+    monkeypatch.setattr("chat.replies.intake.store_turns", counted)
+    intake = Intake()
+
+    stored = await asyncio.gather(
+        *(intake.store(alice if i % 2 else bob, send(f"g{i}")) for i in range(10))
+    )
+
+    assert sorted(t.user_message.client_id or "" for t in stored) == sorted(
+        f"g{i}" for i in range(10)
+    )
+    assert sum(groups) == 10 and len(groups) < 10
+
+
+async def test_a_refused_send_raises_for_its_sender_only(people):
+    alice, _, charlie = people
+    intake = Intake()
+
+    ok, refused = await asyncio.gather(
+        intake.store(alice, send("fine")),
+        intake.store(charlie, send("no-token")),
+        return_exceptions=True,
+    )
+
+    assert isinstance(ok, Turn)
+    assert isinstance(refused, Refused) and refused.code == "no_token"
+
+
+async def test_a_turn_whose_sender_left_still_gets_its_reply(people, nobox, monkeypatch):
+    alice, _, _ = people
+    started: list[str] = []
+    monkeypatch.setattr(generation, "start", _recording(started))
+    intake = Intake()
+
+    waiting = asyncio.ensure_future(intake.store(alice, send("left")))
+    await asyncio.sleep(0)  # the send is queued for storing
+    waiting.cancel()  # the socket closed meanwhile
+    while intake._storing is not None:
+        await asyncio.sleep(0.01)
+
+    stored = await Message.objects.aget(author=alice, client_id="left")
+    assert started == [(await _reply_of(stored)).public_id]
+
+
+def _recording(started: list[str]):
+    async def start(turn: Turn) -> None:
+        started.append(turn.reply.public_id)
+
+    return start
+
+
+async def _reply_of(message: Message) -> Message:
+    return await Message.objects.aget(conversation_id=message.conversation_id, seq=message.seq + 1)
