@@ -6,6 +6,7 @@ and every change goes through chat.tokens so it is encrypted and audited.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -15,15 +16,26 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.models import Permission
+from django.core.exceptions import PermissionDenied
 from django.db.models import ForeignKey, Q, QuerySet
 from django.forms import ModelChoiceField
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
-from chat import audit, tokens, upstream
+from chat import audit, budgets, tokens, upstream, usage_dashboard, usage_report
 from chat.forms import token_or_error
-from chat.models import AuditEvent, Conversation, Message, NoboxToken, User
+from chat.models import (
+    AuditEvent,
+    Conversation,
+    Message,
+    NoboxToken,
+    TeamBudget,
+    Usage,
+    User,
+)
 from chat.nobox import NoboxError
 from chat.sign_out import deactivate_user, sign_out_everywhere
 from chat.views import explain
@@ -131,12 +143,14 @@ class TeamUserAdmin(UserAdmin):  # type: ignore[type-arg]
         "is_staff",
         "may_use_team_token",
         "token_state",
+        "spent_this_month",
+        "budget_state",
         "last_login",
     )
     list_filter = ("is_active", "is_staff", "may_use_team_token")
     fieldsets = (
         *UserAdmin.fieldsets,  # type: ignore[misc]
-        ("Nobox", {"fields": ("may_use_team_token",)}),
+        ("Nobox", {"fields": ("may_use_team_token", "monthly_limit")}),
     )
     actions = ("deactivate_users", "activate_users")
 
@@ -144,6 +158,20 @@ class TeamUserAdmin(UserAdmin):  # type: ignore[type-arg]
     def token_state(self, user: User) -> str:
         record = NoboxToken.objects.filter(user=user).first()
         return f"…{record.last4} ({record.state})" if record else "none"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
+        return budgets.with_month(super().get_queryset(request))
+
+    @admin.display(description="Spent this month", ordering="month_spent")
+    def spent_this_month(self, user: User) -> str:
+        return usage_report.usd(getattr(user, "month_spent", Decimal(0)))
+
+    @admin.display(description="Budget")
+    def budget_state(self, user: User) -> str:
+        budget = budgets.from_annotations(user)
+        if budget.limit is None:
+            return budget.state
+        return f"{budget.state} (${budget.limit:.2f} a month)"
 
     def has_change_permission(self, request: HttpRequest, obj: User | None = None) -> bool:
         # Also guards the password form, which asks this with the user whose password it sets.
@@ -163,9 +191,19 @@ class TeamUserAdmin(UserAdmin):  # type: ignore[type-arg]
         super().delete_queryset(request, self._manageable(request, queryset))
 
     def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
-        before = User.objects.filter(pk=obj.pk).values(*AUDITED_FLAGS).first() if change else None
+        fields = (*AUDITED_FLAGS, "monthly_limit")
+        before = User.objects.filter(pk=obj.pk).values(*fields).first() if change else None
         super().save_model(request, obj, form, change)
         audit_user_save(before, obj, request)
+        if before is not None and before["monthly_limit"] != obj.monthly_limit:
+            audit.record(
+                Action.USER_LIMIT_CHANGED,
+                actor=_actor(request),
+                target=obj,
+                request=request,
+                detail=f"monthly limit: {_limit_text(before['monthly_limit'])} -> "
+                f"{_limit_text(obj.monthly_limit)}",
+            )
         if before and before["is_active"] and not obj.is_active:
             sign_out_everywhere(obj)
 
@@ -226,6 +264,116 @@ class TeamUserAdmin(UserAdmin):  # type: ignore[type-arg]
                 deactivate_user(user, _actor(request), request)
             changed += 1
         messages.success(request, f"{changed} user(s) {'re' if active else 'de'}activated.")
+
+
+def _limit_text(limit: Decimal | None) -> str:
+    return "team default" if limit is None else f"${limit:.2f}"
+
+
+@admin.register(TeamBudget)
+class TeamBudgetAdmin(admin.ModelAdmin[TeamBudget]):
+    """One row: the monthly limit of everyone without one of their own."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return super().has_add_permission(request) and not TeamBudget.objects.exists()
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: TeamBudget, form: Any, change: bool) -> None:
+        before = (
+            TeamBudget.objects.filter(pk=obj.pk)
+            .values_list("default_monthly_limit", flat=True)
+            .first()
+        )
+        super().save_model(request, obj, form, change)
+        if before != obj.default_monthly_limit:
+            text = (
+                "no limit"
+                if obj.default_monthly_limit is None
+                else (f"${obj.default_monthly_limit:.2f}")
+            )
+            audit.record(
+                Action.TEAM_BUDGET_CHANGED,
+                actor=_actor(request),
+                request=request,
+                detail=f"team default monthly limit: {text}",
+            )
+
+
+# --- usage ---------------------------------------------------------------------------------------
+
+
+@admin.register(Usage)
+class UsageAdmin(admin.ModelAdmin[Usage]):
+    """The raw usage records, read-only, and the dashboard and CSV export built on them."""
+
+    list_display = (
+        "finished_at",
+        "user_name",
+        "model",
+        "token_source",
+        "prompt_tokens",
+        "completion_tokens",
+        "total_tokens",
+        "estimated",
+        "cost_text",
+        "status",
+    )
+    list_filter = ("token_source", "estimated", "status", "model")
+    search_fields = ("user_name", "model")
+    date_hierarchy = "finished_at"
+    change_list_template = "admin/chat/usage/change_list.html"
+
+    @admin.display(description="Cost", ordering="cost")
+    def cost_text(self, record: Usage) -> str:
+        return "price unknown" if record.cost is None else f"${record.cost}"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def get_urls(self) -> list[URLPattern]:
+        wrap = self.admin_site.admin_view
+        return [
+            path("dashboard/", wrap(self.dashboard_view), name="chat_usage_dashboard"),
+            path("export.csv", wrap(self.export_view), name="chat_usage_export"),
+            *super().get_urls(),
+        ]
+
+    def dashboard_view(self, request: HttpRequest) -> HttpResponse:
+        self._may_view(request)
+        form = usage_dashboard.RangeForm(request.GET or None)
+        return TemplateResponse(
+            request,
+            "admin/chat/usage/dashboard.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Usage dashboard",
+                "opts": self.model._meta,
+                **usage_dashboard.context(form),
+            },
+        )
+
+    def export_view(self, request: HttpRequest) -> StreamingHttpResponse:
+        self._may_view(request)
+        span = usage_dashboard.RangeForm(request.GET or None).range()
+        response = StreamingHttpResponse(
+            usage_report.csv_rows(span.records()), content_type="text/csv; charset=utf-8"
+        )
+        response["Content-Disposition"] = (
+            f'attachment; filename="usage-{span.start.isoformat()}-{span.end.isoformat()}.csv"'
+        )
+        return response
+
+    def _may_view(self, request: HttpRequest) -> None:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
 
 
 # --- tokens --------------------------------------------------------------------------------------

@@ -106,7 +106,7 @@ class ChatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         except FrameError as error:
             self._refuse(error.code, error.message, error.ref or frame)
         except Refused as refused:
-            self._refuse(refused.code, refused.message, frame)
+            self._refuse(refused.code, refused.message, frame, refused.retry_after)
         except Exception:
             # A database blip, a bug: say so and keep the socket (a consumer that died here
             # would never run disconnect, and its feed would stay registered).

@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, ClassVar, TypedDict
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
+from django.core.validators import MinValueValidator
 from django.db import connection, models
 from django.db.models import Q
 from django.urls import reverse
@@ -27,6 +29,15 @@ class User(AbstractUser):
         default=False,
         help_text="Lets this user chat on the team's shared Nobox token when they have none of "
         "their own. Usage stays attributed to them.",
+    )
+    # USD per calendar month (chat.budgets); NULL: the team's default applies.
+    monthly_limit = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="Monthly spending limit in USD. Empty: the team default (Team budget).",
     )
 
 
@@ -118,6 +129,8 @@ class AuditEvent(models.Model):
         USER_TEAM_TOKEN_DENIED = "user.team_token_denied"
         SHARE_CREATED = "share.created"
         SHARE_REVOKED = "share.revoked"
+        USER_LIMIT_CHANGED = "user.limit_changed"
+        TEAM_BUDGET_CHANGED = "team.budget_changed"
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     actor = models.ForeignKey(
@@ -571,3 +584,81 @@ class ShareSettings(models.Model):
     @property
     def anyone_may_view(self) -> bool:
         return self.audience == self.Audience.ANYONE
+
+
+class TeamBudget(models.Model):
+    """The team's budget settings: one row (pk 1), edited in the admin."""
+
+    default_monthly_limit = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="Monthly spending limit in USD for everyone without a limit of their own. "
+        "Empty: no limit.",
+    )
+
+    class Meta:
+        verbose_name = "team budget"
+
+    def __str__(self) -> str:
+        return "Team budget"
+
+    @classmethod
+    def current(cls) -> TeamBudget:
+        budget, _ = cls.objects.get_or_create(pk=1)
+        return budget
+
+
+class Usage(models.Model):
+    """One upstream call made on someone's behalf and what it consumed (chat.usage): written
+    once, in the same transaction as the reply's final write."""
+
+    class Kind(models.TextChoices):
+        REPLY = "reply"
+
+    # Deleting a person or a conversation keeps the money spent: names are copied.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="usage_records",
+    )
+    user_name = models.CharField(max_length=150, blank=True)
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # One record per reply, enforced by the database: a sweep and a late final write of the
+    # same reply update one row.
+    message = models.OneToOneField(
+        Message, on_delete=models.SET_NULL, null=True, blank=True, related_name="usage"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.REPLY)
+    model = models.CharField(max_length=200, blank=True)
+    token_source = models.CharField(max_length=8, blank=True)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    total_tokens = models.PositiveBigIntegerField(default=0)
+    # Nobox sent no usage: the counts are estimated from the text (docs/usage.md).
+    estimated = models.BooleanField(default=False)
+    # The price in force, copied: as Nobox gave it, and parsed (USD per token; NULL: unknown).
+    pricing = models.JSONField(null=True, blank=True)
+    prompt_price = models.DecimalField(max_digits=24, decimal_places=16, null=True, blank=True)
+    completion_price = models.DecimalField(max_digits=24, decimal_places=16, null=True, blank=True)
+    # USD; NULL when the price is unknown (never read as zero).
+    cost = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
+    status = models.CharField(max_length=16, blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["-finished_at", "-id"]
+        verbose_name_plural = "usage"
+        indexes: ClassVar[list[models.Index]] = [
+            models.Index(fields=["user", "finished_at"], name="usage_user_finished"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_name} {self.model} {self.total_tokens} tokens"

@@ -24,4 +24,5 @@ urlpatterns = [
     path("s/<str:token>/files/<str:public_id>", share_views.shared_file, name="shared_file"),
     path("settings/", views.token_settings, name="settings"),
     path("api/models", views.models_list, name="models"),
+    path("api/c/<str:public_id>/usage", views.conversation_usage, name="conversation_usage"),
 ]

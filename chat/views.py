@@ -17,11 +17,11 @@ from django.utils.text import slugify
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_POST
 
-from chat import conversation_export, tokens, upstream
+from chat import budgets, conversation_export, tokens, upstream, usage_report
 from chat.access import attachment_or_404, conversation_or_404
 from chat.attachments import attachment_response
 from chat.forms import RenameForm, TokenForm
-from chat.models import Conversation, NoboxToken, User, WireMessage
+from chat.models import Conversation, NoboxToken, Usage, User, WireMessage
 from chat.nobox import InvalidToken, NoboxError
 from chat.nobox.client import UnsendableToken
 
@@ -62,6 +62,7 @@ def _chat_page(request: HttpRequest, conversation: Conversation | None) -> HttpR
         if conversation
         else None,
         "limits": page_limits(),
+        "usage": conversation_usage_data(conversation) if conversation else None,
     }
     needs_token = conversation is None and not _can_chat(user)
     return render(
@@ -131,6 +132,23 @@ def home(request: HttpRequest) -> HttpResponse:
 @require_GET
 def conversation(request: HttpRequest, public_id: str) -> HttpResponse:
     return _chat_page(request, conversation_or_404(_user(request), public_id))
+
+
+def conversation_usage_data(conversation: Conversation) -> dict[str, Any]:
+    """What the chat's header shows: the conversation's cost so far, from its usage records."""
+    found = usage_report.totals(Usage.objects.filter(conversation=conversation))
+    return {
+        "cost": usage_report.money(found["cost"]),
+        "records": found["records"],
+        "unknown_price": found["unknown_price"],
+        "estimated": found["estimated"],
+    }
+
+
+@login_required
+@require_GET
+def conversation_usage(request: HttpRequest, public_id: str) -> HttpResponse:
+    return JsonResponse(conversation_usage_data(conversation_or_404(_user(request), public_id)))
 
 
 @login_required
@@ -235,10 +253,11 @@ async def token_settings(request: HttpRequest) -> HttpResponse:
             return redirect(_next_page(request) or "chat:settings")
     saved = await NoboxToken.objects.filter(user=user).afirst()
     team = await sync_to_async(tokens.team_token_available)(user)
+    spending = await sync_to_async(spending_of)(user)
     return await sync_to_async(render)(
         request,
         "chat/settings.html",
-        {"form": form, "saved": saved, "team_token_available": team},
+        {"form": form, "saved": saved, "team_token_available": team, **spending},
     )
 
 
@@ -249,6 +268,32 @@ def _next_page(request: HttpRequest) -> str | None:
         target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     )
     return target if target and safe else None
+
+
+SPEND_CHART_DAYS = 30
+
+
+def spending_of(user: User) -> dict[str, Any]:
+    """The settings page's spending section: this month against the limit, and the last 30
+    days, a day at a time, for the chart."""
+    budget = budgets.budget_of(user)
+    mine = Usage.objects.filter(user=user)
+    month = usage_report.totals(
+        mine.filter(finished_at__gte=budget.month_start, finished_at__lt=budget.resets_at)
+    )
+    days = usage_report.Range.last_days(SPEND_CHART_DAYS)
+    daily = usage_report.by_day(days.records(mine), days.start, days.end)
+    return {
+        "budget": budget,
+        "own_limit": user.monthly_limit is not None,
+        "month": month,
+        "month_spent": usage_report.usd(month["cost"]),
+        "spend_chart": {
+            "days": [day["key"] for day in daily],
+            "cost": [usage_report.money(day["cost"]) for day in daily],
+            "tokens": [day["total_tokens"] for day in daily],
+        },
+    }
 
 
 def explain(error: NoboxError) -> str:
@@ -301,7 +346,13 @@ async def models_list(request: HttpRequest) -> HttpResponse:
     return JsonResponse(
         {
             "models": [
-                {"id": m.id, "public_id": m.public_id, "name": m.name, "pricing": m.pricing}
+                {
+                    "id": m.id,
+                    "public_id": m.public_id,
+                    "name": m.name,
+                    "pricing": m.pricing,
+                    "price": m.price.label(),
+                }
                 for m in models
             ]
         }

@@ -211,6 +211,9 @@ VENDOR_FILES = {
     "vendor/highlight/styles/github-dark.min.css": (
         "@highlightjs/cdn-assets/styles/github-dark.min.css"
     ),
+    # A classic script (it defines window.Chart): its ES build imports a bare npm name.
+    "vendor/chart.js/chart.umd.min.js": "chart.js/dist/chart.umd.min.js",
+    "vendor/chart.js/chart.umd.min.js.map": "chart.js/dist/chart.umd.min.js.map",
     # TeX to MathML, loaded by render.js only once a message holds math (150 kB compressed).
     "vendor/katex/katex.mjs": "katex/dist/katex.mjs",
 }
@@ -325,6 +328,14 @@ WS_FRAMES_PER_SECOND = env_float("WS_FRAMES_PER_SECOND", 5.0, minimum=0.1)
 WS_FRAME_BURST = env_int("WS_FRAME_BURST", 20, minimum=1)
 # Open sockets per user, all tabs and devices together (one per open chat page).
 WS_MAX_SOCKETS_PER_USER = env_int("WS_MAX_SOCKETS_PER_USER", 20, minimum=1)
+
+# --- Budgets and rate limits (docs/usage.md, docs/deploy.md) -----------------------------------
+# USD a reply still being written counts against its person's monthly limit until its final write
+# records the real cost: two sends at once cannot both take the last cent.
+BUDGET_RESERVE_PER_REPLY = env_float("BUDGET_RESERVE_PER_REPLY", 0.02)
+# Per person, all tabs, devices and processes together.
+SEND_PER_MINUTE = env_int("SEND_PER_MINUTE", 20, minimum=1)
+CONCURRENT_REPLIES = env_int("CONCURRENT_REPLIES", 3, minimum=1)
 
 # Every handler redacts secrets (Bearer headers, key-shaped strings) from messages and
 # tracebacks: see chat/redaction.py. Django's own loggers get filtered handlers too, replacing

@@ -70,10 +70,14 @@ class Stack:
 
 @contextmanager
 def running_stack(
-    tmp: Path, redis_url: str = REDIS_URL, database_host: str = "127.0.0.1:5432"
+    tmp: Path,
+    redis_url: str = REDIS_URL,
+    database_host: str = "127.0.0.1:5432",
+    **extra_env: str,
 ) -> Iterator[Stack]:
     """The stack; `redis_url` and `database_host` let a fault test put its own Redis or a
-    cuttable proxy in front of PostgreSQL between the app processes and the real servers."""
+    cuttable proxy in front of PostgreSQL between the app processes and the real servers;
+    `extra_env` sets more of the app's settings (limits, say)."""
     service_or_skip("PostgreSQL", 5432)
     service_or_skip("Redis", 6379)
     run = uuid.uuid4().hex[:12]
@@ -98,6 +102,12 @@ def running_stack(
             REPLY_SWEEP_INTERVAL=str(SWEEP_INTERVAL),
             # One user stands in for a whole team's tabs here (200 sockets in one test).
             WS_MAX_SOCKETS_PER_USER="1000",
+            **{
+                # The hundred replies at once of test_production are one person's.
+                "CONCURRENT_REPLIES": "1000",
+                "SEND_PER_MINUTE": "1000",
+                **extra_env,
+            },
         )
         manage(env, "migrate", "--noinput")
         password = "correct-horse-battery-staple-9"

@@ -762,7 +762,7 @@ async def test_list_models_parses_the_data_array_and_keeps_pricing_as_given(nobo
             pricing={"prompt": "0.0000025", "completion": "0.00001"},
             price=Price(Decimal("0.0000025"), Decimal("0.00001")),
         ),
-        ModelInfo("sim/echo", None, "Echo", "free", Price(None, None)),
+        ModelInfo("sim/echo", None, "Echo", "free", Price(Decimal(0), Decimal(0))),
         ModelInfo("meta/llama-3.3-70b", None, "meta/llama-3.3-70b", None, Price(None, None)),
     ]
     request = upstream.requests[0]

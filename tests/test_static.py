@@ -46,6 +46,8 @@ def test_only_the_npm_files_pages_use_are_collected(tmp_path):
         if p.is_file() and not re.search(r"\.[0-9a-f]{12}\.", p.name) and p.suffix != ".gz"
     )
     assert vendor == [
+        "chart.js/chart.umd.min.js",
+        "chart.js/chart.umd.min.js.map",
         "dompurify/purify.es.mjs",
         "highlight/es/highlight.min.js",
         "highlight/styles/github-dark.min.css",

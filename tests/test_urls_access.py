@@ -28,6 +28,8 @@ from chat.models import (
     NoboxToken,
     ShareLink,
     ShareSettings,
+    TeamBudget,
+    Usage,
     User,
 )
 
@@ -135,6 +137,8 @@ def world(django_user_model, nobox) -> World:
         NoboxToken: NoboxToken.objects.get(is_team=True),
         AuditEvent: AuditEvent.objects.first(),  # type: ignore[dict-item]
         Conversation: conversation,
+        TeamBudget: TeamBudget.current(),
+        Usage: Usage.objects.create(user=users["owner"], user_name="alice", model="m"),
         Group: Group.objects.create(name="helpers"),
         AccessAttempt: AccessAttempt.objects.create(
             username="mallory", ip_address="192.0.2.66", failures_since_start=3
@@ -266,6 +270,18 @@ SITE_CHECKS: dict[str, list[Check]] = {
     ],
     # The owner has a token; nobody else has one or may use the team's.
     "chat:models": [Check("get", lambda w: "/api/models", (401, 200, 409, 409, 409, 409))],
+    "chat:conversation_usage": [
+        Check(
+            "get",
+            lambda w: f"/api/c/{w.conversation.public_id}/usage",
+            ("login", 200, 404, 404, 404, 404),
+        ),
+        Check(
+            "post",
+            lambda w: f"/api/c/{w.conversation.public_id}/usage",
+            ("login", 405, 405, 405, 405, 405),
+        ),
+    ],
     "login": [Check("get", lambda w: LOGIN, (200,) * 6)],
     "logout": [
         Check("post", lambda w: "/accounts/logout/", ("login",) * 6),
@@ -276,6 +292,10 @@ SITE_CHECKS: dict[str, list[Check]] = {
         Check("get", lambda w: "/accounts/password_change/done/", SIGNED_IN_ONLY)
     ],
     "admin:index": [Check("get", lambda w: "/admin/", STAFF_ONLY)],
+    "admin:chat_usage_dashboard": [
+        Check("get", lambda w: "/admin/chat/usage/dashboard/", STAFF_ONLY)
+    ],
+    "admin:chat_usage_export": [Check("get", lambda w: "/admin/chat/usage/export.csv", STAFF_ONLY)],
     "admin:login": [Check("get", lambda w: ADMIN_LOGIN, (200, 200, 200, 302, 302, 302))],
     # Signing out needs no permission: visitors who are not staff are sent to the admin index
     # (which asks them to sign in), staff to the site's sign-in page.
@@ -334,20 +354,31 @@ def content_type(model: type[Model]) -> int:
 
 
 # Admin models nobody adds by hand: the audit trail, axes' records of sign-ins, share links
-# (their owners make them) and the one row of sharing settings.
-NO_ADD = {AuditEvent, AccessAttempt, AccessLog, AccessFailureLog, ShareLink, ShareSettings}
-# The sharing settings are one row that always exists.
-NO_DELETE = {ShareSettings}
-# The audit trail cannot be changed or deleted by anyone. Axes' records show every field
-# read-only (saving changes nothing) and superusers may delete them to lift a lockout.
-READ_ONLY = {AuditEvent}
+# (their owners make them), the one row of sharing settings, the team budget's one row (made on
+# first use) and the usage records.
+NO_ADD = {
+    AuditEvent,
+    AccessAttempt,
+    AccessLog,
+    AccessFailureLog,
+    ShareLink,
+    ShareSettings,
+    TeamBudget,
+    Usage,
+}
+# The audit trail and the usage records cannot be changed or deleted by anyone. Axes' records
+# show every field read-only (saving changes nothing) and superusers may delete them to lift a
+# lockout.
+READ_ONLY = {AuditEvent, Usage}
+# Nor can the one-row settings be deleted (emptying the budget's limit is how to lift it).
+NO_DELETE = {*READ_ONLY, ShareSettings, TeamBudget}
 
 
 def model_checks(model: type[Model]) -> dict[str, list[Check]]:
     """Changelist, add, change (GET and POST), delete and history for one admin model."""
     prefix = f"admin:{model._meta.app_label}_{model._meta.model_name}"
     add_ok = 403 if model in NO_ADD else 200
-    delete_ok = 403 if model in READ_ONLY or model in NO_DELETE else 200
+    delete_ok = 403 if model in NO_DELETE else 200
     change_ok = 403 if model in READ_ONLY else "ok"
     # Only superusers may change a superuser, the User row under test.
     staff_change = 403 if model in READ_ONLY or model is User else "ok"

@@ -117,6 +117,8 @@ def test_models_come_with_prices_and_never_the_token(as_alice, alice_token, nobo
     assert response.status_code == 200
     models = {m["id"]: m for m in response.json()["models"]}
     assert models["openai/gpt-4o"]["pricing"] == {"prompt": "0.0000025", "completion": "0.00001"}
+    assert models["openai/gpt-4o"]["price"] == "$2.50 / $10.00 per 1M tokens"
+    assert models["sim/echo"]["price"] == "free"
     assert ALICE_TOKEN not in response.content.decode()
 
 

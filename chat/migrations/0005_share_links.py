@@ -15,7 +15,7 @@ import chat.models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("chat", "0003_audit_and_admin"),
+        ("chat", "0004_usage"),
     ]
 
     operations = [
@@ -73,6 +73,8 @@ class Migration(migrations.Migration):
                     ("user.team_token_denied", "User Team Token Denied"),
                     ("share.created", "Share Created"),
                     ("share.revoked", "Share Revoked"),
+                    ("user.limit_changed", "User Limit Changed"),
+                    ("team.budget_changed", "Team Budget Changed"),
                 ],
                 db_index=True,
                 max_length=40,

@@ -29,6 +29,7 @@ from chat.replies.relay import Coalescer, Piece
 from chat.replies.turns import Turn
 from chat.shutdown import on_shutdown
 from chat.upstream import explain, model_info, nobox_client
+from chat.usage import record_reply as record_usage
 
 log = logging.getLogger(__name__)
 
@@ -320,19 +321,23 @@ def _finish(reply_pk: int, text: str, outcome: Outcome, model: ModelInfo | None)
     usage = outcome.usage
     pricing = model.pricing if model is not None else None
     cost = model.price.cost(usage) if model is not None else None
-    return Message.objects.finish(
-        reply_pk,
-        content=storable(text),
-        status=outcome.status,
-        finish_reason=outcome.finish_reason,
-        error_code=outcome.error_code,
-        error_message=outcome.error_message,
-        prompt_tokens=usage.prompt_tokens if usage else None,
-        completion_tokens=usage.completion_tokens if usage else None,
-        total_tokens=usage.total_tokens if usage else None,
-        pricing=pricing if isinstance(pricing, dict | list | str) else None,
-        cost=cost if cost is not None and cost < MAX_COST else None,
-    )
+    with transaction.atomic():
+        reply = Message.objects.finish(
+            reply_pk,
+            content=storable(text),
+            status=outcome.status,
+            finish_reason=outcome.finish_reason,
+            error_code=outcome.error_code,
+            error_message=outcome.error_message,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+            total_tokens=usage.total_tokens if usage else None,
+            pricing=pricing if isinstance(pricing, dict | list | str) else None,
+            cost=cost if cost is not None and cost < MAX_COST else None,
+        )
+        # In the same transaction: the reply and what it consumed land together or not at all.
+        record_usage(reply, usage, model)
+    return reply
 
 
 # What Message.cost (14 digits, 8 after the point) can hold.

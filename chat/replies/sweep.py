@@ -8,12 +8,14 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from chat import database
 from chat.models import Message
 from chat.replies import events
 from chat.replies.hub import get_hub
+from chat.usage import record_reply as record_usage
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +42,17 @@ def mark_interrupted(candidates: list[int]) -> list[Message]:
     swept = []
     for pk in candidates:
         # Conditional again, row by row: a reply that beat its heart since the query is alive.
-        if (
-            Message.objects.orphaned(cutoff)
-            .filter(pk=pk)
-            .update(**ORPHANED, finished_at=timezone.now())
-        ):
-            swept.append(Message.objects.select_related("conversation").get(pk=pk))
+        with transaction.atomic():
+            if (
+                Message.objects.orphaned(cutoff)
+                .filter(pk=pk)
+                .update(**ORPHANED, finished_at=timezone.now())
+            ):
+                reply = Message.objects.select_related("conversation").get(pk=pk)
+                # What it consumed, estimated from its last checkpoint (its process took
+                # Nobox's count with it); a late final write of the same reply corrects it.
+                record_usage(reply, None, None)
+                swept.append(reply)
     return swept
 
 

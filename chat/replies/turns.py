@@ -11,7 +11,7 @@ from typing import Any
 from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
-from chat import attachments, tokens
+from chat import attachments, budgets, limits, rate_limits, tokens
 from chat.access import NotFound, conversation_for
 from chat.incoming_frames import SendRequest
 from chat.models import Attachment, Conversation, Message, NoboxToken, User
@@ -21,10 +21,11 @@ from chat.nobox import ChatRequest
 class Refused(Exception):
     """A request the workflow will not carry out; `code` is part of the protocol."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.retry_after = retry_after  # seconds, when trying again later will work
 
 
 BUSY = ("busy", "A reply is still being written in this conversation.")
@@ -57,6 +58,7 @@ def store_turn(user: User, req: SendRequest) -> Turn:
     files = _unsaved_files(req.attachments)
     try:
         with transaction.atomic():
+            _within_limits(user, req.client_id)
             conversation = _locked_conversation(user, req)
             # No checks for a twin or a running reply here: the unique indexes on (author,
             # client_id) and on one streaming reply per conversation refuse the insert, and
@@ -98,6 +100,20 @@ def _unsaved_files(uploads: list[attachments.Upload]) -> list[Attachment]:
     ]
 
 
+def _within_limits(user: User, client_id: str) -> None:
+    """The person's budget and rate limits, decided with their row locked until the turn is
+    stored: two sends at once, from any processes, cannot both take the last cent or the last
+    slot (chat.budgets, chat.rate_limits)."""
+    person = budgets.lock_person(user)
+    try:
+        budgets.check(person)
+        rate_limits.check(person, client_id)
+    except budgets.OverBudget as over:
+        raise Refused(over.code, over.message) from over
+    except rate_limits.RateLimited as limited:
+        raise Refused(limited.code, limited.message, limited.retry_after) from limited
+
+
 def store_turns(sends: Sequence[tuple[User, SendRequest]]) -> list[Turn | Refused]:
     """Store sends that arrived together: the plain ones in one transaction (group commit: one
     commit and a handful of statements for all of them), then every other one by `store_turn`.
@@ -133,7 +149,9 @@ def _store_or_refusal(user: User, req: SendRequest) -> Turn | Refused:
 def _store_plain(sends: Sequence[tuple[User, SendRequest]]) -> dict[int, Turn]:
     """Store the plain sends of a group (see `store_turns`) under the caller's transaction."""
     usable = tokens.usable_tokens([user for user, _ in sends])
-    plain = _plain_sends(sends, usable)
+    # Budgets and rate limits: the people first (locked), then their conversations.
+    quota = limits.GroupQuota([user for user, _ in sends])
+    plain = _plain_sends(sends, usable, quota)
     rows: list[Message] = []
     turns: dict[int, tuple[Message, Message]] = {}
     for index, conversation in plain.items():
@@ -165,7 +183,9 @@ def _store_plain(sends: Sequence[tuple[User, SendRequest]]) -> dict[int, Turn]:
 
 
 def _plain_sends(
-    sends: Sequence[tuple[User, SendRequest]], usable: dict[int, tokens.UsableToken]
+    sends: Sequence[tuple[User, SendRequest]],
+    usable: dict[int, tokens.UsableToken],
+    quota: limits.GroupQuota,
 ) -> dict[int, Conversation]:
     """The plain sends of a group (see `store_turns`), each with its (new or locked) chat."""
     stored = _stored_keys(sends)
@@ -175,14 +195,19 @@ def _plain_sends(
     for index, (user, req) in enumerate(sends):
         key = (user.pk, req.client_id)
         if key in stored or key in seen_keys or user.pk not in usable or req.attachments:
-            continue  # (files go one by one: written before, and removed if, the rows fail)
+            # Sends with files go one by one: their files are written first, and removed if
+            # their rows do not land.
+            continue
         if req.conversation_id is None:
-            plain[index] = _new_conversation(user, req)
+            conversation = _new_conversation(user, req)
         elif (user.pk, req.conversation_id) in named:
             # Taken: a second send to the same chat goes one by one, after this one (busy).
-            plain[index] = named.pop((user.pk, req.conversation_id))
+            conversation = named.pop((user.pk, req.conversation_id))
         else:
             continue
+        if not quota.admits(user, req.client_id):
+            continue  # over a limit: refused one by one, with the reason
+        plain[index] = conversation
         seen_keys.add(key)
     return plain
 

@@ -5,6 +5,7 @@ import { MessageList } from "./messages.js";
 import { Composer } from "./composer.js";
 import { ModelPicker } from "./models.js";
 import { codeForCopyButton } from "./render.js";
+import { ConversationCost } from "./cost.js";
 
 const $ = (selector) => document.querySelector(selector);
 const page = JSON.parse($("#page-data").textContent);
@@ -217,8 +218,11 @@ function bumpConversation(id, title) {
 }
 
 /** The first `ack` of a new chat: this page now shows that conversation. */
+const conversationCost = new ConversationCost($("#conversation-cost"), urls.usageUrl);
+
 function adoptConversation(id, title) {
   state.conversation = id;
+  conversationCost.adopt(id);
   history.replaceState(null, "", conversationHref(id));
   chatTitle.textContent = title || "New chat";
   document.title = `${title || "New chat"} · noboxweb`;
@@ -382,6 +386,27 @@ function sendPending() {
   return state.pending.inFlight > 0;
 }
 
+/** Count down to the moment the server said a refused send may go again, then send it. */
+function retryPendingIn(seconds, message) {
+  const pending = state.pending;
+  const until = Date.now() + seconds * 1000;
+  const tick = () => {
+    if (state.pending !== pending) return; // sent by a reconnect meanwhile, or given up
+    const left = Math.ceil((until - Date.now()) / 1000);
+    if (left > 0) {
+      composer.setStatus(`${message} Sending again in ${left} s…`);
+      pending.timer = setTimeout(tick, Math.min(1000, until - Date.now()));
+      return;
+    }
+    pending.timer = null;
+    composer.setStatus(sendPending() ? "Sending…"
+      : "Not connected: your message will be sent when the connection is back.");
+  };
+  clearTimeout(pending.timer);
+  pending.inFlight = 0;
+  tick();
+}
+
 /** The connection dropped: a pending send that caused it is refused, the others wait to resend. */
 function pendingDropped(code) {
   const pending = state.pending;
@@ -464,9 +489,17 @@ const handlers = {
       const error = frame.message.error?.message;
       if (ending) announce(error ? `${ending} ${error}` : ending);
     }
+    // The reply's usage record was written with it: the chat's cost so far has changed. (A
+    // socket hears the `done` of the conversation it watches only.)
+    conversationCost.refresh();
   },
   error(frame) {
     const mine = state.pending && frame.client_id === state.pending.clientId;
+    if (mine && frame.code === "rate_limited" && frame.retry_after > 0) {
+      // Nothing was stored: the same send (same client_id) goes again when the server said.
+      retryPendingIn(frame.retry_after, frame.message);
+      return;
+    }
     if (mine) {
       // Nothing was stored: the draft stays for the user to fix or resend.
       state.pending = null;
@@ -484,7 +517,7 @@ const retryNow = $("#retry-now");
 const socket = new ReconnectingSocket(chatSocketUrl(), {
   onReady() {
     subscribe();
-    if (state.pending) {
+    if (state.pending && !state.pending.timer) {
       // Same client_id: if the first attempt did reach the server, it answers with that message.
       sendPending();
       composer.setStatus("Sending…");
@@ -583,6 +616,7 @@ async function loadOlderMessages() {
 // --- start --------------------------------------------------------------------------------------
 
 list.load(page.messages || []);
+conversationCost.show(state.conversation, page.usage);
 messagesEl.setAttribute("aria-busy", "false");
 watchForOlderMessages();
 refreshChrome();

@@ -1,20 +1,13 @@
-// The model picker: the user's models from GET /api/models, with prices per million tokens, and
+// The model picker: the user's models from GET /api/models, with their prices, and
 // the last choice remembered in this browser.
 
 const STORAGE_KEY = "noboxweb.model";
 
-function perMillion(price) {
-  if (typeof price !== "string" || !/^\s*\d+(\.\d+)?([eE][-+]?\d+)?\s*$/.test(price)) return null;
-  const value = Number(price) * 1e6;
-  return Number.isFinite(value) ? `$${value.toFixed(2)}` : null;
-}
-
-/** "GPT-4o — $2.50 / $10.00 per 1M" when the model has numeric prompt/completion prices. */
+/** "GPT-4o — $2.50 / $10.00 per 1M tokens", "… — free", "… — price unknown": the server
+ * parsed the price once (chat.nobox.Price) and says it as `price`. */
 export function modelLabel(model) {
   const name = model.name || model.id;
-  const prompt = perMillion(model.pricing?.prompt);
-  const completion = perMillion(model.pricing?.completion);
-  return prompt && completion ? `${name} — ${prompt} / ${completion} per 1M` : name;
+  return model.price ? `${name} — ${model.price}` : name;
 }
 
 function remembered() {

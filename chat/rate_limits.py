@@ -1,0 +1,149 @@
+"""Per-person rate limits on sends: SEND_PER_MINUTE messages in any sliding minute, and at most
+CONCURRENT_REPLIES replies being written at once, counted over every tab, device and process.
+
+Both are decided in `store_turn`'s transaction with the person's row locked (chat.budgets):
+- replies at once: the `streaming` rows themselves, so a process that dies leaves no phantom
+  count (the sweep ends its replies);
+- sends per minute: a sliding window in Redis when REDIS_URL is set (one atomic script, on Redis's
+  own clock), else the person's messages of the last minute in the database. An unreachable Redis
+  falls back to the database rather than letting everything through.
+A refusal says when to retry (`retry_after`, seconds).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from datetime import timedelta
+
+import redis
+from django.conf import settings
+from django.db.models import Count
+from django.utils import timezone
+
+from chat.models import Message, User
+
+log = logging.getLogger(__name__)
+
+WINDOW_SECONDS = 60.0
+# Replies take seconds to minutes; a page told to retry sooner only gets refused again.
+CONCURRENT_RETRY_SECONDS = 5.0
+
+
+class RateLimited(Exception):
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+def check(user: User, client_id: str) -> None:
+    """Raise RateLimited when `user` may not send now; else count this send (`client_id`: a
+    resent frame counts once). Call with the person's row locked."""
+    _check_concurrent(user)
+    wait = _sends_wait(user, client_id)
+    if wait > 0:
+        raise RateLimited(
+            f"You can send {settings.SEND_PER_MINUTE} messages a minute. "
+            f"Wait {math.ceil(wait)} s; the page will send it then.",
+            round(wait, 2),
+        )
+
+
+def _check_concurrent(user: User) -> None:
+    running = Message.objects.streaming().filter(conversation__owner=user).count()
+    if running >= settings.CONCURRENT_REPLIES:
+        raise RateLimited(
+            f"{running} replies are being written for you already (at most "
+            f"{settings.CONCURRENT_REPLIES} at once). Wait for one to finish.",
+            CONCURRENT_RETRY_SECONDS,
+        )
+
+
+def _sends_wait(user: User, client_id: str) -> float:
+    if settings.REDIS_URL:
+        try:
+            return _redis_wait(user.pk, client_id)
+        except (redis.RedisError, OSError) as error:
+            log.warning("send rate limit: Redis unavailable (%s); counting in the database", error)
+    return _database_wait(user)
+
+
+def _database_wait(user: User) -> float:
+    """Seconds until the oldest of the last minute's SEND_PER_MINUTE sends leaves the window."""
+    now = timezone.now()
+    recent = list(
+        Message.objects.filter(
+            author=user,
+            role=Message.Role.USER,
+            created_at__gt=now - timedelta(seconds=WINDOW_SECONDS),
+        )
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)[: settings.SEND_PER_MINUTE]
+    )
+    if len(recent) < settings.SEND_PER_MINUTE:
+        return 0.0
+    oldest = recent[-1]
+    return max((oldest + timedelta(seconds=WINDOW_SECONDS) - now).total_seconds(), 0.01)
+
+
+# A sorted set per person: member = the send's client_id, score = when it was admitted. Redis's
+# clock, not the processes' (which may disagree), decides the window.
+SLIDING_WINDOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local window, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZSCORE', KEYS[1], ARGV[3]) then return '0' end
+if redis.call('ZCARD', KEYS[1]) >= limit then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return tostring(math.max(tonumber(oldest[2]) + window - now, 0.01))
+end
+redis.call('ZADD', KEYS[1], now, ARGV[3])
+redis.call('EXPIRE', KEYS[1], math.ceil(window) + 1)
+return '0'
+"""
+
+_clients: dict[str, redis.Redis] = {}
+_clients_lock = threading.Lock()
+
+
+def _redis_wait(user_pk: int, client_id: str) -> float:
+    url = settings.REDIS_URL
+    with _clients_lock:
+        client = _clients.get(url)
+        if client is None:
+            client = _clients[url] = redis.Redis.from_url(
+                url, socket_connect_timeout=2, socket_timeout=2
+            )
+    key = f"{settings.REDIS_PREFIX}:sends:{user_pk}"
+    answer = client.eval(
+        SLIDING_WINDOW, 1, key, WINDOW_SECONDS, settings.SEND_PER_MINUTE, client_id
+    )
+    return float(answer.decode() if isinstance(answer, bytes) else answer)
+
+
+def sent_last_minute(user_pks: list[int]) -> dict[int, int]:
+    """Messages each person sent in the last minute (the database count), in one query."""
+    since = timezone.now() - timedelta(seconds=WINDOW_SECONDS)
+    rows = (
+        Message.objects.filter(author_id__in=user_pks, role=Message.Role.USER, created_at__gt=since)
+        .values("author_id")
+        .annotate(n=Count("pk"))
+        .values_list("author_id", "n")
+    )
+    return dict(rows)
+
+
+def admits_another_send(user: User, client_id: str, recent: int) -> bool:
+    """For sends stored together: whether one more fits in the person's minute, counting it
+    (in Redis) when it does; `recent` is the database count plus the group's earlier ones."""
+    if settings.REDIS_URL:
+        try:
+            return _redis_wait(user.pk, client_id) == 0
+        except (redis.RedisError, OSError) as error:
+            log.warning("send rate limit: Redis unavailable (%s); counting in the database", error)
+    return recent < settings.SEND_PER_MINUTE

@@ -1,0 +1,190 @@
+"""Usage records: one per upstream call, written with the reply's final write, whatever the
+reply's end (complete, stopped, interrupted by shutdown or by the sweep, failed), against the
+real database and the Nobox simulator over real HTTP."""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from chat import tokens
+from chat.database import in_db_pool
+from chat.models import Conversation, Message, User
+from chat.models import Usage as UsageRecord
+from chat.nobox import ModelInfo, Price, Usage
+from chat.nobox.simulator import find_model
+from chat.replies import generation, sweep
+from chat.usage import record_reply
+from tests.protocol import send_frame
+from tests.rows import streaming_reply
+from tests.ws import connect, frames_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def finished(alice: User, frame: dict[str, Any]) -> dict[str, Any]:
+    ws = await connect(alice)
+    await ws.send_json_to(frame)
+    frames = await frames_until(ws, "done", timeout=30)
+    await ws.disconnect()
+    message: dict[str, Any] = frames[-1]["message"]
+    return message
+
+
+@in_db_pool
+def records(**filters: object) -> list[UsageRecord]:
+    return list(UsageRecord.objects.filter(**filters).order_by("pk"))
+
+
+async def test_a_reply_records_its_usage_and_cost_at_the_copied_price(alice, alice_token, nobox):
+    message = await finished(alice, send_frame("price me", model="openai/gpt-4o"))
+
+    [record] = await records()
+    reply = await Message.objects.select_related("conversation").aget(public_id=message["id"])
+    sim = find_model("openai/gpt-4o")
+    assert record.message_id == reply.pk
+    assert record.conversation_id == reply.conversation_id
+    assert (record.user_id, record.user_name) == (alice.pk, "alice")
+    assert (record.model, record.token_source, record.status) == (
+        "openai/gpt-4o",
+        "own",
+        "complete",
+    )
+    assert record.estimated is False
+    assert (record.prompt_tokens, record.completion_tokens, record.total_tokens) == (
+        message["usage"]["prompt_tokens"],
+        message["usage"]["completion_tokens"],
+        message["usage"]["total_tokens"],
+    )
+    assert record.pricing == {"prompt": sim.prompt_price, "completion": sim.completion_price}
+    expected = (
+        Decimal(sim.prompt_price) * record.prompt_tokens
+        + Decimal(sim.completion_price) * record.completion_tokens
+    )
+    assert record.cost == expected.quantize(Decimal("0.00000001")) > 0
+    assert record.started_at == reply.created_at and record.finished_at == reply.finished_at
+
+
+async def test_a_team_token_reply_is_recorded_as_the_teams_for_the_person(bob, nobox):
+    await in_db_pool(tokens.store_team_token)("sk-team-token-0099", actor=None)
+    bob.may_use_team_token = True
+    await in_db_pool(bob.save)()
+    await finished(bob, send_frame("on the house"))
+    [record] = await records()
+    assert (record.user_id, record.token_source) == (bob.pk, "team")
+
+
+async def test_a_stopped_reply_records_what_it_consumed_once(alice, alice_token, nobox):
+    ws = await connect(alice)
+    await ws.send_json_to(send_frame("tell me a long story", model="sim/long"))
+    frames = await frames_until(ws, "delta")
+    await ws.send_json_to({"type": "stop", "conversation": frames[0]["conversation"]})
+    done = (await frames_until(ws, "done", timeout=5))[-1]["message"]
+    await ws.disconnect()
+    await generation.wait_for_running()
+
+    assert done["status"] == "stopped"
+    [record] = await records()
+    assert record.status == "stopped" and record.estimated is True
+    # Nobox's count went with the cancelled stream: the words kept are the estimate's.
+    assert record.completion_tokens == math.ceil(len(done["content"]) / 4) > 0
+    assert record.prompt_tokens > 0
+    assert record.total_tokens == record.prompt_tokens + record.completion_tokens
+
+
+async def test_a_reply_interrupted_by_shutdown_records_usage_once(alice, alice_token, nobox):
+    ws = await connect(alice)
+    await ws.send_json_to(send_frame("a long one", model="sim/long"))
+    await frames_until(ws, "delta")
+    await generation.interrupt_running()
+    done = (await frames_until(ws, "done"))[-1]["message"]
+    await ws.disconnect()
+
+    [record] = await records()
+    assert (record.status, record.estimated) == ("interrupted", True)
+    stored = await Message.objects.aget(public_id=done["id"])
+    assert record.completion_tokens == math.ceil(len(stored.content) / 4)
+
+
+async def test_a_swept_reply_is_recorded_once_and_a_late_final_write_corrects_it(alice):
+    # An earlier reply of the same model told the price; the orphan's process never could.
+    earlier = await streaming_reply(alice, beat_seconds_ago=0)
+    await in_db_pool(Message.objects.filter(pk=earlier.pk).update)(model="openai/gpt-4o")
+    await in_db_pool(Message.objects.filter(pk=earlier.pk).update)(status="complete")
+    earlier = await Message.objects.select_related("conversation").aget(pk=earlier.pk)
+    price = {"prompt": "0.000001", "completion": "0.000002"}
+    model = ModelInfo("openai/gpt-4o", None, "GPT-4o", price, Price.parse(price))
+    await in_db_pool(record_reply)(earlier, Usage(1, 1, 2), model)
+
+    orphan = await streaming_reply(alice, "half an answer!", 60)
+    await in_db_pool(Message.objects.filter(pk=orphan.pk).update)(model="openai/gpt-4o")
+    assert await sweep.sweep_and_announce() == 1
+    assert await sweep.sweep_and_announce() == 0
+
+    [swept] = await records(message=orphan.pk)
+    assert (swept.status, swept.estimated) == ("interrupted", True)
+    # "q" in the prompt: one token of text and four of framing; 15 characters answered.
+    assert (swept.prompt_tokens, swept.completion_tokens) == (5, 4)
+    assert swept.prompt_price == Decimal("0.000001")
+    assert swept.cost == Decimal("0.000013")
+
+    # The process was only slow: its final write lands after all, with Nobox's count.
+    outcome = generation.Outcome("complete", "stop", Usage(7, 9, 16))
+    await generation._finish(orphan.pk, "half an answer! and the rest", outcome, model)
+    [corrected] = await records(message=orphan.pk)
+    assert corrected.pk == swept.pk
+    assert (corrected.status, corrected.estimated, corrected.total_tokens) == (
+        "complete",
+        False,
+        16,
+    )
+    assert corrected.cost == Decimal("0.000025")
+    assert await in_db_pool(UsageRecord.objects.count)() == 2
+
+
+async def test_a_failed_call_is_recorded_with_nothing_consumed(alice, alice_token, nobox):
+    message = await finished(alice, send_frame("fail please", model="sim/server-error"))
+    assert message["status"] == "error"
+    [record] = await records()
+    assert (record.status, record.total_tokens, record.estimated) == ("error", 0, True)
+    assert record.cost == 0  # sim/server-error is a free model: nothing at no price
+
+
+async def test_a_reply_broken_mid_stream_records_its_partial_text(alice, alice_token, nobox):
+    message = await finished(alice, send_frame("cut me off", model="sim/cut"))
+    assert message["status"] == "error" and message["content"]
+    [record] = await records()
+    assert record.completion_tokens == math.ceil(len(message["content"]) / 4)
+
+
+async def test_without_usage_from_nobox_the_record_is_an_estimate(
+    alice, alice_token, nobox, settings
+):
+    settings.NOBOX_INCLUDE_USAGE = False
+    message = await finished(alice, send_frame("no usage please", system="Be brief."))
+    [record] = await records()
+    assert record.estimated is True
+    # System prompt and question, four characters a token, four tokens of framing each.
+    prompt = math.ceil((len("Be brief.") + len("no usage please")) / 4) + 2 * 4
+    assert record.prompt_tokens == prompt
+    assert record.completion_tokens == math.ceil(len(message["content"]) / 4)
+
+
+async def test_an_unknown_price_is_recorded_as_unknown_not_zero(alice):
+    reply = await streaming_reply(alice, "some words")
+    await in_db_pool(Message.objects.filter(pk=reply.pk).update)(status="complete")
+    model = ModelInfo("x/unpriced", None, "Unpriced", None, Price.parse(None))
+    record = await in_db_pool(record_reply)(reply, Usage(3, 4, 7), model)
+    assert (record.cost, record.prompt_price, record.pricing) == (None, None, None)
+
+
+async def test_deleting_a_conversation_keeps_its_usage(alice, alice_token, nobox):
+    message = await finished(alice, send_frame("remember my cost", model="openai/gpt-4o"))
+    reply = await Message.objects.select_related("conversation").aget(public_id=message["id"])
+    await in_db_pool(Conversation.objects.filter(pk=reply.conversation_id).delete)()
+    [record] = await records()
+    assert (record.conversation_id, record.message_id) == (None, None)
+    assert record.cost and record.cost > 0 and record.user_id == alice.pk
