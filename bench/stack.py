@@ -108,6 +108,9 @@ def app_env(var_dir: Path, sim_url: str, **overrides: str) -> dict[str, str]:
         NOBOX_TOKEN_KEYS=TOKEN_KEY,
         NOBOX_VAR_DIR=str(var_dir),
         ALLOWED_HOSTS="127.0.0.1,localhost",
+        # The relay alone: a title call after each first reply is not relay work (and the
+        # baseline tree makes none).
+        TITLE_MODEL="off",
         NOBOX_BASE_URL=sim_url,
         LOG_LEVEL="WARNING",
         PYTHONUNBUFFERED="1",

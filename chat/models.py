@@ -617,6 +617,7 @@ class Usage(models.Model):
 
     class Kind(models.TextChoices):
         REPLY = "reply"
+        TITLE = "title"  # the short call that names a new conversation (chat.titles)
 
     # Deleting a person or a conversation keeps the money spent: names are copied.
     user = models.ForeignKey(

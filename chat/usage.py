@@ -16,8 +16,9 @@ from typing import Any
 
 from django.db.models import Count, QuerySet, Sum
 from django.db.models.functions import Length
+from django.utils import timezone
 
-from chat.models import Message, User
+from chat.models import Conversation, Message, User
 from chat.models import Usage as UsageRecord
 from chat.nobox import ModelInfo, Price, Usage
 
@@ -67,6 +68,46 @@ def record_reply(reply: Message, reported: Usage | None, model: ModelInfo | None
         },
     )
     return record
+
+
+def record_call(
+    conversation: Conversation,
+    kind: str,
+    model: str,
+    token_source: str,
+    reported: Usage | None,
+    info: ModelInfo | None,
+    started_at: datetime,
+    text_in: str,
+    text_out: str,
+) -> UsageRecord:
+    """Record an upstream call made on someone's behalf that is not a reply (a title): what it
+    consumed (estimated from the texts without Nobox's count) at the price in force."""
+    if reported is not None:
+        consumed = Consumed(reported, estimated=False)
+    else:
+        prompt, completion = estimate_tokens(text_in), estimate_tokens(text_out)
+        consumed = Consumed(Usage(prompt, completion, prompt + completion), estimated=True)
+    price = info.price if info is not None else Price(None, None)
+    return UsageRecord.objects.create(
+        user_id=conversation.owner_id,
+        user_name=_username(conversation.owner_id),
+        conversation=conversation,
+        kind=kind,
+        model=model,
+        token_source=token_source,
+        prompt_tokens=consumed.usage.prompt_tokens,
+        completion_tokens=consumed.usage.completion_tokens,
+        total_tokens=consumed.usage.total_tokens,
+        estimated=consumed.estimated,
+        pricing=_storable(info.pricing) if info is not None else None,
+        prompt_price=price.prompt,
+        completion_price=price.completion,
+        cost=cost_of(price, consumed.usage),
+        status="complete",
+        started_at=started_at,
+        finished_at=timezone.now(),
+    )
 
 
 def consumed_by(reply: Message, reported: Usage | None) -> Consumed:

@@ -292,6 +292,9 @@ NOBOX_FAST_TRANSPORT = env_bool("NOBOX_FAST_TRANSPORT", True)
 # --- Replies -----------------------------------------------------------------------------------
 # Deltas are coalesced into frames at most this often (seconds): a fast model must not mean
 # thousands of tiny frames.
+# The model that names new conversations after their first reply (chat.titles); empty: the
+# conversation's own model; "off": no title calls.
+TITLE_MODEL = env_str("TITLE_MODEL", "")
 REPLY_FLUSH_INTERVAL = env_float("REPLY_FLUSH_INTERVAL", 0.03)
 # The text of a streaming reply is written to the database at most this often (seconds); a
 # process that dies loses at most this much text.

@@ -76,6 +76,8 @@ def app_env(var_dir: Path, **overrides: str) -> dict[str, str]:
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "NOBOX_BASE_URL": "http://127.0.0.1:9/_f_",
             "PYTHONUNBUFFERED": "1",
+            # No title calls after first replies: tests count upstream calls.
+            "TITLE_MODEL": "off",
         }
     )
     env.update(overrides)

@@ -27,3 +27,6 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 # database: there a reader and a writer on two threads collide on table locks ("database table
 # is locked") that a real deployment never sees, since WAL lets readers run beside the writer.
 DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}  # noqa: F405
+# No title call after first replies (tests count upstream calls); tests/test_titles.py turns
+# it on.
+TITLE_MODEL = "off"

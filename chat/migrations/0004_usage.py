@@ -101,7 +101,11 @@ class Migration(migrations.Migration):
                 ("user_name", models.CharField(blank=True, max_length=150)),
                 (
                     "kind",
-                    models.CharField(choices=[("reply", "Reply")], default="reply", max_length=16),
+                    models.CharField(
+                        choices=[("reply", "Reply"), ("title", "Title")],
+                        default="reply",
+                        max_length=16,
+                    ),
                 ),
                 ("model", models.CharField(blank=True, max_length=200)),
                 ("token_source", models.CharField(blank=True, max_length=8)),

@@ -89,6 +89,14 @@ class DoneEvent(TypedDict):
     message: WireMessage
 
 
+class TitleEvent(TypedDict):
+    """The conversation was named (chat.titles): also the frame its sockets get."""
+
+    type: Literal["title"]
+    conversation: str
+    title: str
+
+
 class StopEvent(TypedDict):
     type: Literal["stop"]
     reply: str
@@ -114,7 +122,7 @@ class ShareClosedEvent(TypedDict):
     type: Literal["share_closed"]
 
 
-ConversationEvent = StartedEvent | DeltaEvent | SnapshotEvent | DoneEvent
+ConversationEvent = StartedEvent | DeltaEvent | SnapshotEvent | DoneEvent | TitleEvent
 ReplyEvent = StopEvent | SyncEvent
 UserEvent = SignOutEvent | RecheckEvent
 BusEvent = ConversationEvent | ReplyEvent | UserEvent | ShareClosedEvent
@@ -134,6 +142,10 @@ def snapshot(reply: str, text: str) -> SnapshotEvent:
 
 def done(message: WireMessage) -> DoneEvent:
     return {"type": "done", "reply": message["id"], "message": message}
+
+
+def titled(conversation: str, title: str) -> TitleEvent:
+    return {"type": "title", "conversation": conversation, "title": title}
 
 
 def stop(reply: str) -> StopEvent:

@@ -113,6 +113,8 @@ class Feed:
             waiting = self.cursors.get(event["reply"])
             if waiting is not None:
                 self._relay(event["reply"], waiting, waiting.on_snapshot(event["text"]))
+        elif event["type"] == "title":
+            self._queue(Queued(encoded or json.dumps(event), conversation=self.conversation))
         elif event["type"] == "done":
             # Sent whether or not this socket saw the reply stream: a swept reply is news too,
             # and the final message replaces whatever text the browser holds.

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 
-from chat import tokens
+from chat import titles, tokens
 from chat.database import in_db_pool
 from chat.models import Message
 from chat.nobox import ChatRequest, Completed, Delta, InvalidToken, ModelInfo, NoboxError, Usage
@@ -150,6 +150,7 @@ class Generation:
         self._announce(message)
         if shutting_down:
             raise asyncio.CancelledError
+        titles.start(self.hub, message, token)
 
     async def _outcome(self) -> Outcome:
         assert self._stream_task is not None

@@ -241,6 +241,8 @@ class Hub:
                         event["conversation"], time.monotonic()
                     )
             return
+        if event["type"] == "title":
+            return  # about the conversation, not a reply
         reply_id = event["reply"]
         if event["type"] == "done":
             self._followed.pop(reply_id, None)

@@ -247,7 +247,7 @@ def _busy(conversations: list[Conversation]) -> set[int]:
 
 
 def _new_conversation(user: User, req: SendRequest) -> Conversation:
-    return Conversation(owner=user, title=_title_from(req.text))
+    return Conversation(owner=user, title=fallback_title(req.text))
 
 
 def _kept_messages(conversation_pks: list[int]) -> dict[int, list[Message]]:
@@ -296,7 +296,7 @@ def _usable_token(user: User) -> tokens.UsableToken:
 
 def _locked_conversation(user: User, req: SendRequest) -> Conversation:
     if req.conversation_id is None:
-        return Conversation.objects.create(owner=user, title=_title_from(req.text))
+        return Conversation.objects.create(owner=user, title=fallback_title(req.text))
     try:
         conversation = conversation_for(user, req.conversation_id)
     except NotFound as exc:
@@ -306,7 +306,9 @@ def _locked_conversation(user: User, req: SendRequest) -> Conversation:
     return Conversation.objects.select_for_update().get(pk=conversation.pk)
 
 
-def _title_from(text: str) -> str:
+def fallback_title(text: str) -> str:
+    """The title a new chat starts with (its first message's first words), until chat.titles
+    names it."""
     line = " ".join(text.split())
     return line[:80] if line else "Attachment"
 

@@ -217,6 +217,16 @@ function bumpConversation(id, title) {
   }
 }
 
+/** A conversation's new title, wherever the page shows it. */
+function renameConversation(id, title) {
+  const link = conversationList.querySelector(`a[data-id="${CSS.escape(id)}"]`);
+  if (link) link.textContent = title;
+  if (id === state.conversation) {
+    chatTitle.textContent = title;
+    document.title = `${title} · noboxweb`;
+  }
+}
+
 /** The first `ack` of a new chat: this page now shows that conversation. */
 const conversationCost = new ConversationCost($("#conversation-cost"), urls.usageUrl);
 
@@ -475,6 +485,10 @@ const handlers = {
   },
   snapshot(frame) {
     list.snapshot(frame.reply, frame.text);
+  },
+  title(frame) {
+    // The conversation was named after its first reply (chat/titles.py).
+    renameConversation(frame.conversation, frame.title);
   },
   delta(frame) {
     // A gap means a lost frame: resubscribe, which answers with a fresh snapshot.
