@@ -8,13 +8,14 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_POST
 
+from chat import conversations as conversation_list
 from chat import tokens, upstream
-from chat.access import conversation_or_404
+from chat.access import NotFound, conversation_or_404
 from chat.forms import RenameForm, TokenForm
 from chat.models import Conversation, NoboxToken, User
 from chat.nobox import InvalidToken, NoboxError
@@ -58,9 +59,7 @@ def _chat_page(request: HttpRequest, conversation: Conversation | None) -> HttpR
         request,
         "chat/chat.html",
         {
-            "conversations": user.conversations.only("public_id", "title", "updated_at")[
-                :SIDEBAR_SIZE
-            ],
+            "conversations": conversation_list.sidebar(user, SIDEBAR_SIZE),
             "conversation": conversation,
             "page_data": page_data,
             "limits": page_data["limits"],
@@ -94,7 +93,12 @@ def rename(request: HttpRequest, public_id: str) -> HttpResponse:
 @login_required
 @require_POST
 def delete(request: HttpRequest, public_id: str) -> HttpResponse:
-    conversation_or_404(_user(request), public_id).delete()
+    """The form fallback of the JSON delete (chat.conversation_views): the same soft delete,
+    which stops a running reply and is purged after the undo window."""
+    try:
+        conversation_list.delete(_user(request), public_id)
+    except NotFound as exc:
+        raise Http404("No such conversation") from exc
     messages.success(request, "Conversation deleted.")
     return redirect("chat:home")
 

@@ -5,6 +5,7 @@ import { MessageList } from "./messages.js";
 import { Composer } from "./composer.js";
 import { ModelPicker } from "./models.js";
 import { codeForCopyButton } from "./render.js";
+import { HeaderMenu, Sidebar } from "./sidebar.js";
 
 const $ = (selector) => document.querySelector(selector);
 const page = JSON.parse($("#page-data").textContent);
@@ -147,44 +148,44 @@ async function copyText(text, button) {
 
 // --- sidebar ------------------------------------------------------------------------------------
 
-const conversationList = $("#conversation-list");
 const chatTitle = $("#chat-title");
 
 function conversationHref(id) {
   return urls.conversationUrl.replace("CONVERSATION_ID", encodeURIComponent(id));
 }
 
-/** Put the conversation at the top of the sidebar (it is the most recently updated). */
-function bumpConversation(id, title) {
-  let link = conversationList.querySelector(`a[data-id="${CSS.escape(id)}"]`);
-  if (!link) {
-    link = document.createElement("a");
-    link.href = conversationHref(id);
-    link.dataset.id = id;
-    link.textContent = title || "New chat";
-    const item = document.createElement("li");
-    item.append(link);
-    conversationList.prepend(item);
-    $(".conversation-list-empty").hidden = true;
-  } else if (link.parentElement !== conversationList.firstElementChild) {
-    conversationList.prepend(link.parentElement);
-  }
-  if (id === state.conversation) {
-    for (const current of conversationList.querySelectorAll("a.current")) {
-      current.classList.remove("current");
-      current.removeAttribute("aria-current");
-    }
-    link.classList.add("current");
-    link.setAttribute("aria-current", "page");
-  }
+function showTitle(title) {
+  chatTitle.textContent = title || "New chat";
+  document.title = `${title || "New chat"} · noboxweb`;
 }
 
-/** The first `ack` of a new chat: this page now shows that conversation. */
+// The list, its actions and search live in sidebar.js; this page only tells it what it shows.
+const sidebar = new Sidebar($("#sidebar"), {
+  current: state.conversation,
+  href: conversationHref,
+  homeUrl: $(".new-chat").href,
+  onRenamed(id, title) {
+    if (id !== state.conversation) return;
+    showTitle(title);
+    headerMenu.attach(id, title);
+  },
+  onError: (message) => showBanner(message, { key: "conversation-list" }),
+});
+const headerMenu = new HeaderMenu($("#conversation-menu"), sidebar, { href: conversationHref });
+if (state.conversation) headerMenu.attach(state.conversation, $("#rename-title").value);
+
+/** Put the conversation at the top of the sidebar (it is the most recently updated). */
+function bumpConversation(id, title) {
+  sidebar.bump(id, title);
+}
+
+/** The first `ack` of a new chat: this page now shows that conversation, with its menu. */
 function adoptConversation(id, title) {
   state.conversation = id;
   history.replaceState(null, "", conversationHref(id));
-  chatTitle.textContent = title || "New chat";
-  document.title = `${title || "New chat"} · noboxweb`;
+  showTitle(title);
+  sidebar.setCurrent(id);
+  headerMenu.attach(id, title);
 }
 
 const sidebarToggle = $("#sidebar-toggle");
@@ -208,12 +209,6 @@ document.addEventListener("keydown", (event) => {
     sidebarToggle.focus();
   }
 });
-
-for (const form of document.querySelectorAll("form[data-confirm]")) {
-  form.addEventListener("submit", (event) => {
-    if (!window.confirm(form.dataset.confirm)) event.preventDefault();
-  });
-}
 
 // --- settings panel -----------------------------------------------------------------------------
 
