@@ -45,6 +45,14 @@ def _flag(request: HttpRequest, name: str) -> bool | None:
     return {"true": True, "false": False}.get(request.POST.get(name, ""))
 
 
+def _utf16_span(text: str, span: tuple[int, int] | None) -> list[int] | None:
+    """A span of code points as the UTF-16 indices JavaScript's String.slice takes (an emoji
+    before the match counts twice there)."""
+    if span is None:
+        return None
+    return [len(text[:index].encode("utf-16-le")) // 2 for index in span]
+
+
 @require_GET
 @signed_in_json
 def search_conversations(request: HttpRequest, user: User) -> JsonResponse:
@@ -60,7 +68,7 @@ def search_conversations(request: HttpRequest, user: User) -> JsonResponse:
                 {
                     **conversations.summary(hit.conversation),
                     "snippet": hit.snippet,
-                    "highlight": list(hit.highlight) if hit.highlight else None,
+                    "highlight": _utf16_span(hit.snippet, hit.highlight),
                 }
                 for hit in hits
             ],

@@ -1,12 +1,13 @@
 """Search over a user's conversations: titles and message text.
 
-On PostgreSQL message text is matched with full-text search, `to_tsvector('simple', content) @@
-websearch_to_tsquery('simple', q)`, written out as raw SQL so the expression is exactly the one
-of the GIN index made by migration 0006 (Django's SearchVector adds a COALESCE and a cast, which
-the index would not match). The 'simple' configuration lowercases and splits words without
-stemming or stop words, so it works for any language; it matches whole words. Elsewhere (SQLite)
-message text is matched as a case-insensitive substring (LIKE), which scans the user's messages.
-Titles are matched as substrings everywhere.
+On PostgreSQL message text is matched with full-text search: `websearch_to_tsquery('simple', q)`
+against the stored `to_tsvector('simple', content)` column that migration 0006 adds, with its
+GIN index (FullTextMatch writes it). The 'simple' configuration lowercases and splits words without
+stemming or stop words, so it works for any language; it matches whole words, and every word of
+the query must be in one message (websearch syntax: "a phrase", -excluded, or). Elsewhere
+(SQLite) message text is matched as a case-insensitive substring (LIKE, ASCII letters only),
+which scans the user's messages (bench/search.py has the figures for both). Titles are matched
+as substrings everywhere.
 """
 
 from __future__ import annotations
@@ -14,22 +15,39 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.db import connections
-from django.db.models import BooleanField
-from django.db.models.expressions import RawSQL
+from django.db.models import BooleanField, Exists, F, Func, OuterRef, QuerySet, Value
 
 from chat.models import Conversation, Message, MessageQuerySet, User
 
+SEARCH_COLUMN = "content_search"  # PostgreSQL only: see migration 0006
 MAX_QUERY_CHARS = 200
 MAX_RESULTS = 30
 # Characters of context kept before and after the match in a snippet.
 SNIPPET_BEFORE = 40
 SNIPPET_AFTER = 100
 
-FULL_TEXT_MATCH = (
-    "to_tsvector('simple', chat_message.content) @@ websearch_to_tsquery('simple', %s)"
-)
+
+class FullTextMatch(Func):
+    """`<table>.content_search @@ websearch_to_tsquery('simple', <query>)`, on the stored
+    `to_tsvector('simple', content)` column and GIN index of migration 0006 (PostgreSQL only),
+    under whatever alias the message table has (a correlated subquery here, which Django
+    aliases). The column is not a model field, so it is named beside `content`."""
+
+    output_field = BooleanField()
+
+    def __init__(self, query: str) -> None:
+        super().__init__(F("content"), Value(query))
+
+    def as_sql(  # type: ignore[override]  # the arguments Func.as_sql has are not used here
+        self, compiler: Any, connection: Any, **extra: Any
+    ) -> tuple[str, list[Any]]:
+        content, query = self.get_source_expressions()
+        column = f"{compiler.quote_name_unless_alias(content.alias)}.{SEARCH_COLUMN}"
+        query_sql, query_params = compiler.compile(query)
+        return f"{column} @@ websearch_to_tsquery('simple', {query_sql})", list(query_params)
 
 
 class BadQuery(ValueError):
@@ -83,20 +101,28 @@ def search(
 def _matching_messages(query: str, using: str, full_text: bool) -> MessageQuerySet:
     messages = Message.objects.db_manager(using).all()
     if full_text:
-        # Only ever the outermost query: the raw SQL names the table, which a subquery aliases.
-        return messages.filter(RawSQL(FULL_TEXT_MATCH, [query], output_field=BooleanField()))  # noqa: S611 - parameterised
+        return messages.filter(FullTextMatch(query))
     return messages.filter(content__icontains=query)
 
 
 def _conversations_with_matching_messages(
     user: User, query: str, using: str, full_text: bool, limit: int
 ) -> list[tuple[int, datetime]]:
-    return list(
-        _matching_messages(query, using, full_text)
-        .filter(conversation__owner=user, conversation__deleted_at__isnull=True)
-        .values_list("conversation_id", "conversation__updated_at")
-        .order_by("-conversation__updated_at")
-        .distinct()[:limit]
+    found = by_message_text(user, query, using, full_text)
+    return list(found.values_list("pk", "updated_at")[:limit])
+
+
+def by_message_text(user: User, query: str, using: str, full_text: bool) -> QuerySet[Conversation]:
+    """The user's live conversations with a matching message, newest first: one query the planner
+    can run both ways: for a common word, walk the conversations newest first and stop at the
+    limit (each checked through its few messages); for a rare one, take the matching messages
+    from the full-text index and join."""
+    matching = _matching_messages(query, using, full_text).filter(conversation=OuterRef("pk"))
+    return (
+        Conversation.objects.db_manager(using)
+        .live()
+        .filter(Exists(matching), owner=user)
+        .order_by("-updated_at")
     )
 
 
