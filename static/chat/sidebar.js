@@ -97,7 +97,7 @@ export class Sidebar {
       this.rows.push(row);
     }
     row.updated = new Date().toISOString();
-    if (title && !this.editing) row.title = title;
+    if (title) row.title = title;
     this.render();
   }
 
@@ -107,6 +107,8 @@ export class Sidebar {
   }
 
   render() {
+    // Rebuilding now would take the title being edited away: finishing the edit renders.
+    if (this.editing) return;
     const now = new Date();
     const sorted = [...this.rows].sort((a, b) => new Date(b.updated) - new Date(a.updated));
     const sections = [];
