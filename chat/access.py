@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.http import Http404
 
-from chat.models import Conversation, User
+from chat.models import Attachment, Conversation, ShareLink, User
 
 
 class NotFound(Exception):
@@ -27,3 +27,29 @@ def conversation_or_404(user: User, public_id: str) -> Conversation:
         return conversation_for(user, public_id)
     except NotFound as exc:
         raise Http404("No such conversation") from exc
+
+
+def attachment_or_404(user: User, public_id: str) -> Attachment:
+    """A file of one of the user's messages (share viewers reach files through their link)."""
+    if len(public_id) > 32:
+        raise Http404("No such file")
+    try:
+        return Attachment.objects.get(
+            public_id=public_id,
+            message__conversation__owner=user,
+            message__conversation__deleted_at__isnull=True,
+        )
+    except Attachment.DoesNotExist as exc:
+        raise Http404("No such file") from exc
+
+
+def share_link_or_404(user: User, public_id: str) -> ShareLink:
+    """One of `user`'s own share links (another user's is a 404, like a missing one)."""
+    if not public_id or len(public_id) > 32:
+        raise Http404("No such link")
+    try:
+        return ShareLink.objects.select_related("conversation", "owner").get(
+            public_id=public_id, owner=user
+        )
+    except ShareLink.DoesNotExist as exc:
+        raise Http404("No such link") from exc

@@ -477,3 +477,6 @@ class LockoutAdmin(AccessAttemptAdmin):  # type: ignore[misc]
 
 admin.site.unregister(AccessAttempt)
 admin.site.register(AccessAttempt, LockoutAdmin)
+
+
+from chat import share_admin  # noqa: E402, F401  (registers the shared links' admin)

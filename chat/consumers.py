@@ -194,7 +194,7 @@ class ChatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         now = time.monotonic()
         if self._checked_at is not None and now - self._checked_at < settings.SESSION_RECHECK:
             return True
-        refusal = await _signed_out_code(self.user_pk, self.session_key)
+        refusal = await signed_out_code(self.user_pk, self.session_key)
         if refusal is not None:
             await self.close(code=refusal)
             return False
@@ -203,7 +203,7 @@ class ChatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
 
 @in_db_pool
-def _signed_out_code(user_pk: int, session_key: str | None) -> int | None:
+def signed_out_code(user_pk: int, session_key: str | None) -> int | None:
     """None while the user is active and, for a socket opened by a session, that session still
     signs them in (not logged out, not invalidated by a password change); else the close code."""
     user = User.objects.filter(pk=user_pk, is_active=True).first()

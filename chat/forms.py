@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django import forms
 from django.views.decorators.debug import sensitive_variables
 
 from chat import tokens
+from chat.models import ShareLink
+from chat.sharing import EXPIRY_CHOICES
 
 
 class TokenForm(forms.Form):
@@ -33,3 +37,24 @@ def token_or_error(token: str) -> str:
 
 class RenameForm(forms.Form):
     title = forms.CharField(max_length=200, strip=True)
+
+
+class ShareForm(forms.Form):
+    kind = forms.ChoiceField(
+        choices=ShareLink.Kind.choices,
+        initial=ShareLink.Kind.SNAPSHOT,
+        widget=forms.RadioSelect,
+        label="What the link shows",
+        help_text="Snapshot: the conversation as it is now; later messages never appear. "
+        "Live: later messages appear too, and replies stream as they are written.",
+    )
+    expires = forms.ChoiceField(
+        choices=[(value, label) for value, (label, _) in EXPIRY_CHOICES.items()],
+        required=False,
+        label="Expires",
+    )
+    show_owner_name = forms.BooleanField(required=False, label="Show my name")
+    show_cost = forms.BooleanField(required=False, label="Show token counts and cost")
+
+    def expires_in(self) -> timedelta | None:
+        return EXPIRY_CHOICES[self.cleaned_data.get("expires") or ""][1]

@@ -13,6 +13,9 @@ from typing import Any
 
 from django.conf import settings
 
+from chat import attachments
+from chat.attachments import Upload
+
 CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 IMAGE_DATA_URL = re.compile(r"^data:image/(png|jpeg|gif|webp);base64,(.*)$", re.DOTALL)
 AUDIO_FORMATS = {"wav", "mp3"}
@@ -117,7 +120,7 @@ class SendRequest:
     conversation_id: str | None
     text: str
     model: str
-    attachments: list[dict[str, Any]] = field(default_factory=list)
+    attachments: list[Upload] = field(default_factory=list)
     system_prompt: str | None = None
     temperature: float | None = None
     max_tokens: int | None = None
@@ -125,8 +128,8 @@ class SendRequest:
 
 def parse_send(frame: dict[str, Any]) -> SendRequest:
     text = _string(frame, "text", settings.MAX_MESSAGE_CHARS, default="")
-    attachments = _attachments(frame.get("attachments", []))
-    if not text.strip() and not attachments:
+    files = _attachments(frame.get("attachments", []))
+    if not text.strip() and not files:
         raise FrameError("invalid", "The message is empty.")
     client_id = frame.get("client_id")
     if not isinstance(client_id, str) or not CLIENT_ID.match(client_id):
@@ -136,7 +139,7 @@ def parse_send(frame: dict[str, Any]) -> SendRequest:
         conversation_id=optional_id(frame, "conversation"),
         text=text,
         model=_model(frame),
-        attachments=attachments,
+        attachments=files,
         system_prompt=_optional_string(frame, "system", settings.MAX_SYSTEM_PROMPT_CHARS),
         temperature=_temperature(frame.get("temperature")),
         max_tokens=_max_tokens(frame.get("max_tokens")),
@@ -207,7 +210,7 @@ def _max_tokens(value: object) -> int | None:
     return value
 
 
-def _attachments(value: object) -> list[dict[str, Any]]:
+def _attachments(value: object) -> list[Upload]:
     if not isinstance(value, list):
         raise FrameError("invalid", "attachments must be a list.")
     if len(value) > settings.MAX_ATTACHMENTS:
@@ -217,12 +220,19 @@ def _attachments(value: object) -> list[dict[str, Any]]:
     return [_attachment(item) for item in value]
 
 
-def _attachment(item: object) -> dict[str, Any]:
-    """Images as data URLs and audio as base64 only: nothing here makes the server or a viewer's
-    browser fetch a remote address."""
+def _attachment(item: object) -> Upload:
+    """A file as base64 (`file`; or, as in OpenAI's format, an image data URL or audio): only
+    bytes, so nothing here makes the server or a viewer's browser fetch a remote address. The
+    bytes decide what it is (chat.attachments.recognise)."""
     if not isinstance(item, dict):
         raise FrameError("invalid", "Each attachment must be an object.")
     kind = item.get("type")
+    if kind == "file":
+        file = item.get("file")
+        data = file.get("data") if isinstance(file, dict) else None
+        if not isinstance(data, str):
+            raise FrameError("invalid", "A file needs its bytes as base64 data.")
+        return _upload(file.get("name") if isinstance(file, dict) else None, data, None)
     if kind == "image_url":
         url = (
             item.get("image_url", {}).get("url")
@@ -232,20 +242,34 @@ def _attachment(item: object) -> dict[str, Any]:
         match = IMAGE_DATA_URL.match(url) if isinstance(url, str) else None
         if match is None:
             raise FrameError("invalid", "Images must be PNG, JPEG, GIF or WebP data URLs.")
-        _check_base64(match.group(2))
-        return {"type": "image_url", "image_url": {"url": url}}
+        return _upload(None, match.group(2), attachments.IMAGE)
     if kind == "input_audio":
         audio = item.get("input_audio")
         data = audio.get("data") if isinstance(audio, dict) else None
         fmt = audio.get("format") if isinstance(audio, dict) else None
         if not isinstance(data, str) or fmt not in AUDIO_FORMATS:
             raise FrameError("invalid", "Audio must be base64 data in wav or mp3 format.")
-        _check_base64(data)
-        return {"type": "input_audio", "input_audio": {"data": data, "format": fmt}}
-    raise FrameError("invalid", "Attachments are image_url or input_audio parts.")
+        return _upload(None, data, attachments.AUDIO)
+    raise FrameError("invalid", "Attachments are file, image_url or input_audio parts.")
 
 
-def _check_base64(data: str) -> None:
+def _upload(name: object, data: str, expected: str | None) -> Upload:
+    raw = _decoded(data)
+    try:
+        kind = attachments.recognise(raw)
+    except attachments.Unrecognised:
+        raise FrameError("unsupported_file", UNSUPPORTED_FILE) from None
+    if expected is not None and kind.kind != expected:
+        raise FrameError("unsupported_file", f"That file is not the {expected} it claims to be.")
+    return Upload(attachments.clean_name(name, kind), raw, kind)
+
+
+UNSUPPORTED_FILE = (
+    "Only PNG, JPEG, GIF and WebP images, WAV and MP3 audio and UTF-8 text files can be attached."
+)
+
+
+def _decoded(data: str) -> bytes:
     """Strict standard base64 (no whitespace, no URL-safe alphabet, padded), size checked from
     the length first so an oversized attachment is never decoded."""
     limit = settings.MAX_ATTACHMENT_BYTES
@@ -256,7 +280,7 @@ def _check_base64(data: str) -> None:
     try:
         # validate=True refuses any character outside the alphabet instead of skipping it, so
         # "***" or a stray newline is an error, not a silently different file.
-        base64.b64decode(data, validate=True)
+        return base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise FrameError("invalid", "An attachment is not valid base64.") from exc
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from datetime import datetime
 from typing import Any, ClassVar, TypedDict
@@ -10,6 +11,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.db import connection, models
 from django.db.models import Q
+from django.urls import reverse
 from django.utils import timezone
 
 
@@ -114,6 +116,8 @@ class AuditEvent(models.Model):
         USER_PASSWORD_RESET = "user.password_reset"
         USER_TEAM_TOKEN_ALLOWED = "user.team_token_allowed"
         USER_TEAM_TOKEN_DENIED = "user.team_token_denied"
+        SHARE_CREATED = "share.created"
+        SHARE_REVOKED = "share.revoked"
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     actor = models.ForeignKey(
@@ -192,25 +196,25 @@ class Conversation(models.Model):
         self,
         author: Any,
         text: str,
-        attachments: list[dict[str, Any]],
+        files: list[Attachment],
         client_id: str,
         token_source: str,
     ) -> tuple[Message, Message]:
-        """Store the user's message and a streaming placeholder for the reply, under the
-        caller's transaction and row lock; saves this conversation's settings with them."""
-        user_message, reply = self.next_turn(author, text, attachments, client_id, token_source)
+        """Store the user's message (with its `files`, unsaved, whose bytes are already in
+        storage) and a streaming placeholder for the reply, under the caller's transaction and
+        row lock; saves this conversation's settings with them."""
+        user_message, reply = self.next_turn(author, text, client_id, token_source)
+        user_message.attachments = [attachment.reference() for attachment in files]
         user_message.save(force_insert=True)
+        for position, attachment in enumerate(files):
+            attachment.message, attachment.position = user_message, position
+        Attachment.objects.bulk_create(files)
         reply.save(force_insert=True)
         self.save(update_fields=self.TURN_FIELDS)
         return user_message, reply
 
     def next_turn(
-        self,
-        author: Any,
-        text: str,
-        attachments: list[dict[str, Any]],
-        client_id: str,
-        token_source: str,
+        self, author: Any, text: str, client_id: str, token_source: str
     ) -> tuple[Message, Message]:
         """The user's message and the reply's streaming placeholder, not saved yet, with this
         conversation's `next_seq` and `updated_at` moved on (the caller saves all three)."""
@@ -222,7 +226,6 @@ class Conversation(models.Model):
             role=Message.Role.USER,
             author=author,
             content=text,
-            attachments=attachments,
             client_id=client_id,
             created_at=now,
         )
@@ -285,10 +288,15 @@ class WireUsage(TypedDict):
     total_tokens: int | None
 
 
-class WireAttachment(TypedDict, total=False):
-    type: str
-    url: str
-    format: str
+class WireAttachment(TypedDict):
+    """A file of a message as the page sees it: a reference, never the bytes."""
+
+    id: str
+    type: str  # "image", "audio" or "text"
+    url: str  # served only to those who may see the message (chat.views.attachment)
+    name: str
+    size: int
+    format: str  # "wav" or "mp3" for audio, else ""
 
 
 class WireMessage(TypedDict):
@@ -338,7 +346,8 @@ class Message(models.Model):
     )
     # Plain text of the message; for user messages with attachments, the text part.
     content = models.TextField(blank=True)
-    # Non-text content parts (image_url / input_audio) exactly as sent upstream.
+    # References to the message's files (`files`, chat.attachments): what the page shows of
+    # them, so no message needs a query or carries bytes to be shown.
     attachments = models.JSONField(default=list, blank=True)
     # Idempotency key chosen by the browser for a user message: a resent `send` finds it. NULL
     # (not "") for assistant messages, so the unique constraint ignores them.
@@ -394,7 +403,7 @@ class Message(models.Model):
             "seq": self.seq,
             "role": self.role,
             "content": self.content,
-            "attachments": [_attachment_summary(part) for part in self.attachments],
+            "attachments": [_with_url(reference) for reference in self.attachments],
             "model": self.model,
             "status": self.status,
             "error": {"code": self.error_code, "message": self.error_message}
@@ -413,10 +422,168 @@ class Message(models.Model):
         }
 
 
-def _attachment_summary(part: dict[str, Any]) -> WireAttachment:
-    """What the page needs to show an attachment: images inline (data URLs), audio by format."""
-    if part.get("type") == "image_url":
-        return {"type": "image", "url": part.get("image_url", {}).get("url", "")}
-    if part.get("type") == "input_audio":
-        return {"type": "audio", "format": part.get("input_audio", {}).get("format", "")}
-    return {"type": "other"}
+class Attachment(models.Model):
+    """A file sent with a user message (chat.attachments): its bytes live in storage under
+    `stored_name`, never in the row or in frames."""
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="files")
+    position = models.PositiveSmallIntegerField()
+    kind = models.CharField(max_length=8)  # image, audio or text
+    content_type = models.CharField(max_length=64)
+    audio_format = models.CharField(max_length=8, blank=True)
+    name = models.CharField(max_length=200)
+    size = models.PositiveIntegerField()
+    stored_name = models.CharField(max_length=255)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["message", "position"]
+        constraints: ClassVar[list[Any]] = [
+            models.UniqueConstraint(fields=["message", "position"], name="attachment_position"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def reference(self) -> dict[str, Any]:
+        """What the message keeps of this file (Message.attachments)."""
+        return {
+            "id": self.public_id,
+            "type": self.kind,
+            "name": self.name,
+            "size": self.size,
+            "format": self.audio_format,
+        }
+
+
+def _with_url(reference: dict[str, Any]) -> WireAttachment:
+    return {
+        "id": reference["id"],
+        "type": reference["type"],
+        "url": reverse("chat:attachment", args=[reference["id"]]),
+        "name": reference["name"],
+        "size": reference["size"],
+        "format": reference["format"],
+    }
+
+
+# --- shared links (chat.sharing holds the workflows) ---------------------------------------------
+
+
+def share_token_hash(token: str) -> str:
+    """What is stored of a share link's token: its SHA-256. The token has 256 random bits, so
+    no salt or slow hash is needed for a leaked hash to be useless."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class ShareLinkQuerySet(models.QuerySet["ShareLink"]):
+    def usable(self) -> ShareLinkQuerySet:
+        """Links that open: not revoked, not expired, their owner still an active member, and
+        their conversation not deleted (nor waiting out its undo window)."""
+        now = timezone.now()
+        return self.filter(
+            Q(expires_at__isnull=True) | Q(expires_at__gt=now),
+            revoked_at__isnull=True,
+            owner__is_active=True,
+            conversation__deleted_at__isnull=True,
+        )
+
+    def for_token(self, token: str) -> ShareLink | None:
+        """The usable link a token opens, or None (unknown, revoked, expired: all alike)."""
+        if not token or len(token) > 100:
+            return None
+        return (
+            self.usable()
+            .select_related("conversation", "owner")
+            .filter(token_hash=share_token_hash(token))
+            .first()
+        )
+
+
+class ShareLink(models.Model):
+    """A link that shows one conversation, read-only, to whoever holds its token."""
+
+    class Kind(models.TextChoices):
+        SNAPSHOT = "snapshot", "Snapshot"
+        LIVE = "live", "Live"
+
+    class State(models.TextChoices):
+        ACTIVE = "active"
+        EXPIRED = "expired"
+        REVOKED = "revoked"
+
+    # For the owner's pages and the admin; the token itself is never stored.
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="share_links"
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="share_links"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    # Snapshot links show messages with seq <= this; live links show everything.
+    snapshot_seq = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    view_count = models.PositiveIntegerField(default=0, editable=False)
+    last_viewed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    show_owner_name = models.BooleanField(default=False)
+    show_cost = models.BooleanField(default=False)
+
+    objects = ShareLinkQuerySet.as_manager()
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} link to {self.conversation}"
+
+    @property
+    def state(self) -> str:
+        if self.revoked_at is not None:
+            return self.State.REVOKED
+        if self.expires_at is not None and self.expires_at <= timezone.now():
+            return self.State.EXPIRED
+        return self.State.ACTIVE
+
+    def note_view(self) -> None:
+        """Count a view (a single UPDATE, so concurrent views are all counted)."""
+        now = timezone.now()
+        ShareLink.objects.filter(pk=self.pk).update(
+            view_count=models.F("view_count") + 1, last_viewed_at=now
+        )
+
+
+class ShareSettings(models.Model):
+    """The team's sharing policy, one row, edited in the admin."""
+
+    class Audience(models.TextChoices):
+        MEMBERS = "members", "Signed-in members only"
+        ANYONE = "anyone", "Anyone with the link"
+
+    audience = models.CharField(
+        max_length=16,
+        choices=Audience.choices,
+        default=Audience.MEMBERS,
+        help_text="Who may open shared conversation links. Takes effect at once, also for "
+        "links already handed out.",
+    )
+
+    class Meta:
+        verbose_name = "sharing settings"
+        verbose_name_plural = "sharing settings"
+
+    def __str__(self) -> str:
+        return "Sharing settings"
+
+    @classmethod
+    def current(cls) -> ShareSettings:
+        settings_row, _ = cls.objects.get_or_create(pk=1)
+        return settings_row
+
+    @property
+    def anyone_may_view(self) -> bool:
+        return self.audience == self.Audience.ANYONE

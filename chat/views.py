@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.text import slugify
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_POST
 
+from chat import conversation_export, tokens, upstream
 from chat import conversations as conversation_list
-from chat import tokens, upstream
-from chat.access import NotFound, conversation_or_404
+from chat.access import NotFound, attachment_or_404, conversation_or_404
+from chat.attachments import attachment_response
 from chat.forms import RenameForm, TokenForm
-from chat.models import Conversation, NoboxToken, User
+from chat.models import Conversation, NoboxToken, User, WireMessage
 from chat.nobox import InvalidToken, NoboxError
 from chat.nobox.client import UnsendableToken
 
@@ -45,7 +49,7 @@ def page_limits() -> dict[str, int]:
 
 def _chat_page(request: HttpRequest, conversation: Conversation | None) -> HttpResponse:
     user = _user(request)
-    messages_data = [m.to_wire() for m in conversation.messages.all()] if conversation else []
+    messages_data, older = _latest_messages(conversation) if conversation else ([], False)
     page_data: dict[str, Any] = {
         "conversation": conversation.public_id if conversation else None,
         "model": conversation.model if conversation else "",
@@ -53,6 +57,10 @@ def _chat_page(request: HttpRequest, conversation: Conversation | None) -> HttpR
         "temperature": conversation.temperature if conversation else None,
         "max_tokens": conversation.max_tokens if conversation else None,
         "messages": messages_data,
+        "older_messages": older,
+        "messages_url": reverse("chat:messages", args=[conversation.public_id])
+        if conversation
+        else None,
         "limits": page_limits(),
     }
     return render(
@@ -65,6 +73,35 @@ def _chat_page(request: HttpRequest, conversation: Conversation | None) -> HttpR
             "limits": page_data["limits"],
         },
     )
+
+
+# A page carries the latest messages; the browser fetches older ones as the reader scrolls up.
+MESSAGES_PER_PAGE = 100
+
+
+def _latest_messages(
+    conversation: Conversation, before_seq: int | None = None
+) -> tuple[list[WireMessage], bool]:
+    """Up to MESSAGES_PER_PAGE messages before `before_seq` (the latest if None), oldest first,
+    and whether there are older ones."""
+    rows = conversation.messages.order_by("-seq")
+    if before_seq is not None:
+        rows = rows.filter(seq__lt=before_seq)
+    page = list(rows[: MESSAGES_PER_PAGE + 1])
+    return [m.to_wire() for m in reversed(page[:MESSAGES_PER_PAGE])], len(page) > MESSAGES_PER_PAGE
+
+
+@login_required
+@require_GET
+def older_messages(request: HttpRequest, public_id: str) -> JsonResponse:
+    conversation = conversation_or_404(_user(request), public_id)
+    try:
+        before = int(request.GET.get("before", ""))
+    except ValueError:
+        error = {"code": "invalid", "message": "before must be a message's seq."}
+        return JsonResponse({"error": error}, status=400)
+    messages_data, older = _latest_messages(conversation, before)
+    return JsonResponse({"messages": messages_data, "older": older})
 
 
 @login_required
@@ -101,6 +138,62 @@ def delete(request: HttpRequest, public_id: str) -> HttpResponse:
         raise Http404("No such conversation") from exc
     messages.success(request, "Conversation deleted.")
     return redirect("chat:home")
+
+
+@login_required
+@require_GET
+def attachment(request: HttpRequest, public_id: str) -> FileResponse:
+    """A file of a message, to those who may see the message (else 404, as for any id)."""
+    file = attachment_or_404(_user(request), public_id)
+    return attachment_response(file)
+
+
+@login_required
+@require_GET
+def export_json(request: HttpRequest, public_id: str) -> HttpResponse:
+    conversation = conversation_or_404(_user(request), public_id)
+    body = json.dumps(conversation_export.as_json(conversation), ensure_ascii=False, indent=1)
+    return _download(body, "application/json", conversation, "json")
+
+
+@login_required
+@require_GET
+def export_markdown(request: HttpRequest, public_id: str) -> HttpResponse:
+    conversation = conversation_or_404(_user(request), public_id)
+    body = conversation_export.as_markdown(conversation)
+    return _download(body, "text/markdown", conversation, "md")
+
+
+def _download(
+    body: str, content_type: str, conversation: Conversation, suffix: str
+) -> HttpResponse:
+    response = HttpResponse(body, content_type=f"{content_type}; charset=utf-8")
+    name = slugify(conversation.display_title)[:60] or "conversation"
+    response["Content-Disposition"] = f'attachment; filename="{name}.{suffix}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@login_required
+@require_POST
+def import_conversation(request: HttpRequest) -> JsonResponse:
+    """An exported JSON file (the request body, sent by the page's fetch) as a new conversation.
+    Read here up to MAX_IMPORT_BYTES: Django's own body limit is for forms."""
+    limit = settings.MAX_IMPORT_BYTES
+    if int(request.headers.get("Content-Length") or 0) > limit:
+        return _import_error(f"The file is larger than {limit // (1024 * 1024)} MB.", 413)
+    raw = request.read(limit + 1)
+    if len(raw) > limit:
+        return _import_error(f"The file is larger than {limit // (1024 * 1024)} MB.", 413)
+    try:
+        conversation = conversation_export.import_json(_user(request), raw)
+    except conversation_export.ImportRefused as refused:
+        return _import_error(str(refused), 400)
+    return JsonResponse({"url": reverse("chat:conversation", args=[conversation.public_id])})
+
+
+def _import_error(message: str, status: int) -> JsonResponse:
+    return JsonResponse({"error": {"code": "import_refused", "message": message}}, status=status)
 
 
 async def _auser(request: HttpRequest) -> User | None:

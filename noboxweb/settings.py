@@ -220,7 +220,12 @@ STATICFILES_FINDERS = [
     "chat.static_vendor.VendorFinder",
 ]
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Attachments (chat.attachments), served only through chat.views.attachment: never a
+    # public URL. Any Django storage backend can take its place.
+    "default": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": VAR_DIR / "files", "base_url": "/no-public-url/"},
+    },
     "staticfiles": {
         "BACKEND": (
             "django.contrib.staticfiles.storage.StaticFilesStorage"
@@ -260,6 +265,11 @@ TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 
 # Request bodies: every form here is small (a token, a title, admin forms) and files never come
 # over HTTP (attachments travel in WebSocket frames), so anything bigger is refused (400).
+# Conversation import (chat.conversation_export): the JSON file, attachments included, is read
+# by its own view up to this size, not by Django's form parsing.
+MAX_IMPORT_BYTES = env_int("MAX_IMPORT_BYTES", 64 * 1024 * 1024, minimum=1024 * 1024)
+MAX_IMPORT_MESSAGES = 10_000
+MAX_IMPORT_MESSAGE_CHARS = 1_000_000
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BODY_BYTES", 1024 * 1024, minimum=64 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
 DATA_UPLOAD_MAX_NUMBER_FILES = 0

@@ -3,18 +3,20 @@ in-process hub and the Nobox simulator over real HTTP."""
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any, TypeVar
 
 import httpx
 import pytest
 from channels.testing import WebsocketCommunicator
+from django.core.files.storage import default_storage
 from django.db.models import Model
 
 from chat import tokens
 from chat.consumers import ChatConsumer
 from chat.database import in_db_pool
-from chat.models import Conversation, Message, User
+from chat.models import Attachment, Conversation, Message, User
 from chat.replies import generation, sweep
 from tests.protocol import send_frame, streamed_text
 from tests.rows import streaming_reply
@@ -353,21 +355,69 @@ async def test_max_tokens_marks_the_reply_truncated(alice, alice_token, nobox):
     await ws.disconnect()
 
 
-async def test_attachments_reach_nobox_as_content_parts(alice, alice_token, nobox):
-    png = (
-        "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk"
-        "+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
-    )
-    attachments = [
-        {"type": "image_url", "image_url": {"url": png}},
-        {"type": "input_audio", "input_audio": {"data": "UklGRiQAAABXQVZF", "format": "wav"}},
-    ]
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
+WAV = b"RIFF$\x00\x00\x00WAVEfmt " + bytes(range(24))
+CODE = "def hello():\n    return 'héllo'\n".encode()
+
+
+def file_part(name: str, data: bytes) -> dict[str, Any]:
+    return {"type": "file", "file": {"name": name, "data": base64.b64encode(data).decode()}}
+
+
+async def sent_upstream(simulator_url: str, text: str) -> dict[str, Any]:
+    """The chat completion request the simulator received whose last message says `text`."""
+    async with httpx.AsyncClient() as client:
+        url = simulator_url.removesuffix("/_f_") + "/_sim/requests"
+        bodies = (await client.get(url)).json()
+    [body] = [b for b in bodies if text in json.dumps(b["messages"][-1]["content"])]
+    return dict(body)
+
+
+async def test_files_are_stored_apart_and_reach_nobox_as_content_parts(
+    alice, alice_token, nobox, simulator_url
+):
     ws = await connect(alice)
-    frames = await send_and_finish(ws, send_frame("what is this", attachments=attachments))
-    reply = frames[-1]["message"]["content"]
-    assert "1 image" in reply and "1 audio" in reply
-    stored = await Message.objects.aget(role="user")
-    assert stored.attachments == attachments
+    files = [file_part("pixel.png", PNG), file_part("tone.wav", WAV), file_part("h.py", CODE)]
+    frames = await send_and_finish(ws, send_frame("what is this 7f3a", attachments=files))
+
+    body = await sent_upstream(simulator_url, "what is this 7f3a")
+    assert body["messages"][-1]["content"] == [
+        {"type": "text", "text": "what is this 7f3a"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{b64(PNG)}"}},
+        {"type": "input_audio", "input_audio": {"data": b64(WAV), "format": "wav"}},
+        {"type": "text", "text": f"File h.py:\n\n{CODE.decode()}"},
+    ]
+    # The row and every frame carry references; the bytes are in storage.
+    ack = next(f for f in frames if f["type"] == "ack")
+    shown = ack["messages"][0]["attachments"]
+    assert [(a["type"], a["name"], a["size"]) for a in shown] == [
+        ("image", "pixel.png", len(PNG)),
+        ("audio", "tone.wav", len(WAV)),
+        ("text", "h.py", len(CODE)),
+    ]
+    assert all(a["url"] == f"/files/{a['id']}" for a in shown)
+    assert "base64" not in json.dumps(frames)
+    stored = [f async for f in Attachment.objects.order_by("position")]
+    assert [default_storage.open(f.stored_name).read() for f in stored] == [PNG, WAV, CODE]
+    await ws.disconnect()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+async def test_a_file_claiming_to_be_what_it_is_not_is_refused(alice, alice_token, nobox):
+    ws = await connect(alice)
+    not_an_image = {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{b64(WAV)}"}}
+    binary = file_part("x.bin", bytes(range(256)))
+    for attachments, code in [([not_an_image], "unsupported_file"), ([binary], "unsupported_file")]:
+        await ws.send_json_to(send_frame("look", attachments=attachments))
+        frame = await ws.receive_json_from(timeout=5)
+        assert (frame["type"], frame["code"]) == ("error", code)
+    assert await Message.objects.acount() == 0
+    assert await Attachment.objects.acount() == 0
     await ws.disconnect()
 
 

@@ -140,15 +140,65 @@ def test_frame_ref_echoes_only_short_string_ids() -> None:
 # --- attachments: strict base64, size from the length -----------------------------------------
 
 
-def test_valid_base64_audio_and_images_are_accepted() -> None:
-    data = base64.b64encode(b"RIFF0000WAVE").decode()
-    request = parse_send(send(attachments=[audio(data), image(data), image(data, "webp")]))
-    assert [part["type"] for part in request.attachments] == [
-        "input_audio",
-        "image_url",
-        "image_url",
+WAV = b"RIFF\x00\x00\x00\x00WAVE"
+PNG = b"\x89PNG\r\n\x1a\n\x00"
+WEBP = b"RIFF\x00\x00\x00\x00WEBPVP8 "
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def file(name: object, data: bytes) -> dict[str, Any]:
+    return {"type": "file", "file": {"name": name, "data": b64(data)}}
+
+
+def test_files_are_recognised_from_their_bytes_whatever_their_names() -> None:
+    request = parse_send(
+        send(
+            attachments=[
+                audio(b64(WAV)),
+                image(b64(PNG)),
+                image(b64(WEBP), "webp"),
+                file("photo.txt", PNG),  # a name is only a label
+                file("../../etc/notes", "naïve\n".encode()),
+                file(None, b"ID3\x04rest of an mp3"),
+            ]
+        )
+    )
+    kinds = [(u.kind.kind, u.kind.content_type, u.kind.audio_format) for u in request.attachments]
+    assert kinds == [
+        ("audio", "audio/wav", "wav"),
+        ("image", "image/png", ""),
+        ("image", "image/webp", ""),
+        ("image", "image/png", ""),
+        ("text", "text/plain; charset=utf-8", ""),
+        ("audio", "audio/mpeg", "mp3"),
     ]
-    assert request.attachments[0]["input_audio"]["data"] == data
+    assert [u.name for u in request.attachments][3:] == ["photo.txt", "notes", "audio"]
+    assert request.attachments[0].data == WAV
+
+
+@pytest.mark.parametrize(
+    ("attachment", "message"),
+    [
+        (file("a.bin", bytes(range(256))), "Only PNG, JPEG, GIF and WebP images"),
+        (file("nul.txt", b"text\x00with a NUL"), "Only PNG, JPEG, GIF and WebP images"),
+        (image(b64(WAV)), "That file is not the image it claims to be."),
+        (audio(b64(PNG)), "That file is not the audio it claims to be."),
+    ],
+)
+def test_bytes_that_are_no_allowed_kind_of_file_are_refused(
+    attachment: dict[str, Any], message: str
+) -> None:
+    error = send_refused(send(attachments=[attachment]))
+    assert error.code == "unsupported_file"
+    assert error.message.startswith(message)
+
+
+def test_a_file_part_without_base64_data_is_invalid() -> None:
+    error = send_refused(send(attachments=[{"type": "file", "file": {"name": "x"}}]))
+    assert (error.code, error.message) == ("invalid", "A file needs its bytes as base64 data.")
 
 
 @pytest.mark.parametrize(
@@ -193,9 +243,9 @@ def test_an_attachment_over_the_limit_is_too_large_whatever_its_content(
 
 def test_an_attachment_of_exactly_the_limit_is_accepted(settings: Any) -> None:
     settings.MAX_ATTACHMENT_BYTES = 1024
-    exact = base64.b64encode(b"\x00" * 1024).decode()
+    exact = base64.b64encode(WAV + b"\x00" * (1024 - len(WAV))).decode()
     assert parse_send(send(attachments=[audio(exact)])).attachments
-    over = base64.b64encode(b"\x00" * 1025).decode()
+    over = base64.b64encode(WAV + b"\x00" * (1025 - len(WAV))).decode()
     assert send_refused(send(attachments=[audio(over)])).code == "too_large"
 
 

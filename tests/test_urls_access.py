@@ -20,8 +20,17 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
-from chat import tokens
-from chat.models import AuditEvent, Conversation, NoboxToken, User
+from chat import attachments, sharing, tokens
+from chat.models import (
+    Attachment,
+    AuditEvent,
+    Conversation,
+    Message,
+    NoboxToken,
+    ShareLink,
+    ShareSettings,
+    User,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -60,6 +69,7 @@ class World:
     users: dict[str, User]
     conversation: Conversation
     objects: dict[type[Model], Model]
+    share_token: str  # opens a live link to `conversation`
 
     def client(self, role: str) -> Client:
         client = Client(REMOTE_ADDR="192.0.2.50")
@@ -74,6 +84,37 @@ class World:
         return Conversation.objects.create(
             owner=self.users["owner"], title="deleted", deleted_at=timezone.now()
         )
+
+    def owners_file(self) -> Attachment:
+        """A text file sent in the owner's conversation, stored like any upload."""
+        message = Message.objects.create(
+            conversation=self.conversation, seq=Message.objects.count() + 1, role="user"
+        )
+        upload = attachments.Upload("notes.txt", b"private notes", attachments.recognise(b"x"))
+        [stored] = attachments.save_files([upload])
+        return Attachment.objects.create(
+            message=message,
+            position=0,
+            kind="text",
+            content_type=upload.kind.content_type,
+            name=upload.name,
+            size=len(upload.data),
+            stored_name=stored,
+        )
+
+    def fresh_link(self) -> ShareLink:
+        return share(self.conversation).link
+
+
+def share(conversation: Conversation) -> sharing.NewLink:
+    return sharing.create_link(
+        conversation.owner,
+        conversation,
+        kind="live",
+        expires_in=None,
+        show_owner_name=False,
+        show_cost=False,
+    )
 
 
 @pytest.fixture
@@ -92,7 +133,10 @@ def world(django_user_model, nobox) -> World:
     tokens.store_token(users["owner"], "sk-alice-walk-0001")
     tokens.store_team_token("sk-team-walk-0002", actor=None)
     conversation = Conversation.objects.create(owner=users["owner"], title="Alice's")
+    link = share(conversation)
     objects: dict[type[Model], Model] = {
+        ShareLink: link.link,
+        ShareSettings: ShareSettings.current(),
         User: users["superuser"],
         NoboxToken: NoboxToken.objects.get(is_team=True),
         AuditEvent: AuditEvent.objects.first(),  # type: ignore[dict-item]
@@ -106,7 +150,7 @@ def world(django_user_model, nobox) -> World:
             username="mallory", ip_address="192.0.2.66"
         ),
     }
-    return World(users, conversation, objects)
+    return World(users, conversation, objects, link.token)
 
 
 # --- expected answers -----------------------------------------------------------------------------
@@ -117,6 +161,8 @@ def world(django_user_model, nobox) -> World:
 Expect = tuple[Any, Any, Any, Any, Any, Any]
 SIGNED_IN_ONLY: Expect = ("login", 200, 200, 200, 200, 200)
 STAFF_ONLY: Expect = ("admin_login", "admin_login", "admin_login", 200, 200, 200)
+PRIVATE_TO_OWNER: Expect = ("login", 200, 404, 404, 404, 404)
+NOT_A_FORM: Expect = ("login", 405, 405, 405, 405, 405)
 
 
 @dataclass
@@ -142,9 +188,26 @@ def conversation_url(action: str) -> Callable[[World], str]:
 SITE_CHECKS: dict[str, list[Check]] = {
     "chat:home": [Check("get", lambda w: "/", SIGNED_IN_ONLY)],
     "chat:conversation": [
-        Check(
-            "get", lambda w: f"/c/{w.conversation.public_id}/", ("login", 200, 404, 404, 404, 404)
-        )
+        Check("get", lambda w: f"/c/{w.conversation.public_id}/", PRIVATE_TO_OWNER)
+    ],
+    # Files are the owner's alone: staff see no one's files through the site.
+    "chat:attachment": [
+        Check("get", lambda w: f"/files/{w.owners_file().public_id}", PRIVATE_TO_OWNER),
+        Check("post", lambda w: f"/files/{w.owners_file().public_id}", NOT_A_FORM),
+    ],
+    "chat:messages": [
+        Check("get", lambda w: f"/c/{w.conversation.public_id}/messages?before=5", PRIVATE_TO_OWNER)
+    ],
+    "chat:export_json": [
+        Check("get", lambda w: f"/c/{w.conversation.public_id}/export.json", PRIVATE_TO_OWNER)
+    ],
+    "chat:export_markdown": [
+        Check("get", lambda w: f"/c/{w.conversation.public_id}/export.md", PRIVATE_TO_OWNER)
+    ],
+    # Any signed-in person imports into their own account; a form post is no export file.
+    "chat:import": [
+        Check("post", lambda w: "/import", ("login", 400, 400, 400, 400, 400), {"a": "b"}),
+        Check("get", lambda w: "/import", NOT_A_FORM),
     ],
     "chat:rename": [
         Check(
@@ -202,6 +265,49 @@ SITE_CHECKS: dict[str, list[Check]] = {
         ),
     ],
     "chat:settings": [Check("get", lambda w: "/settings/", SIGNED_IN_ONLY)],
+    "chat:share_create": [
+        Check(
+            "get",
+            lambda w: f"/c/{w.conversation.public_id}/share",
+            ("login", 200, 404, 404, 404, 404),
+        ),
+        Check(
+            "post",
+            lambda w: f"/c/{w.conversation.public_id}/share",
+            ("login", 200, 404, 404, 404, 404),
+            {"kind": "snapshot"},
+        ),
+    ],
+    "chat:share_links": [Check("get", lambda w: "/shares/", SIGNED_IN_ONLY)],
+    "chat:share_revoke": [
+        Check(
+            "post",
+            lambda w: f"/shares/{w.fresh_link().public_id}/revoke",
+            ("login", 302, 404, 404, 404, 404),
+        ),
+        Check(
+            "get",
+            lambda w: f"/shares/{w.fresh_link().public_id}/revoke",
+            ("login", 405, 405, 405, 405, 405),
+        ),
+    ],
+    # Links are for signed-in members only by default (tests/test_sharing.py tries both).
+    "chat:shared": [
+        Check("get", lambda w: f"/s/{w.share_token}", SIGNED_IN_ONLY),
+        Check("post", lambda w: f"/s/{w.share_token}", (405,) * 6),
+    ],
+    # A file of a shared message: to whoever may open the link (members only by default).
+    "chat:shared_file": [
+        Check(
+            "get", lambda w: f"/s/{w.share_token}/files/{w.owners_file().public_id}", SIGNED_IN_ONLY
+        ),
+        Check("post", lambda w: f"/s/{w.share_token}/files/x", (405,) * 6),
+    ],
+    # Continuing copies into the visitor's own account (the owner's too).
+    "chat:shared_continue": [
+        Check("post", lambda w: f"/s/{w.share_token}/continue", ("login",) + (302,) * 5),
+        Check("get", lambda w: f"/s/{w.share_token}/continue", (405,) * 6),
+    ],
     # The owner has a token; nobody else has one or may use the team's.
     "chat:models": [Check("get", lambda w: "/api/models", (401, 200, 409, 409, 409, 409))],
     "login": [Check("get", lambda w: LOGIN, (200,) * 6)],
@@ -271,8 +377,11 @@ def content_type(model: type[Model]) -> int:
     return ContentType.objects.get_for_model(model).pk
 
 
-# Admin models nobody adds by hand: the audit trail and axes' records of sign-ins.
-NO_ADD = {AuditEvent, AccessAttempt, AccessLog, AccessFailureLog}
+# Admin models nobody adds by hand: the audit trail, axes' records of sign-ins, share links
+# (their owners make them) and the one row of sharing settings.
+NO_ADD = {AuditEvent, AccessAttempt, AccessLog, AccessFailureLog, ShareLink, ShareSettings}
+# The sharing settings are one row that always exists.
+NO_DELETE = {ShareSettings}
 # The audit trail cannot be changed or deleted by anyone. Axes' records show every field
 # read-only (saving changes nothing) and superusers may delete them to lift a lockout.
 READ_ONLY = {AuditEvent}
@@ -282,7 +391,7 @@ def model_checks(model: type[Model]) -> dict[str, list[Check]]:
     """Changelist, add, change (GET and POST), delete and history for one admin model."""
     prefix = f"admin:{model._meta.app_label}_{model._meta.model_name}"
     add_ok = 403 if model in NO_ADD else 200
-    delete_ok = 403 if model in READ_ONLY else 200
+    delete_ok = 403 if model in READ_ONLY or model in NO_DELETE else 200
     change_ok = 403 if model in READ_ONLY else "ok"
     # Only superusers may change a superuser, the User row under test.
     staff_change = 403 if model in READ_ONLY or model is User else "ok"
@@ -414,6 +523,7 @@ def test_every_admin_action_is_refused_without_its_permission(world):
         (User, "activate_users", "change_staff"),
         (NoboxToken, "revoke_tokens", "change_staff"),
         (NoboxToken, "verify_tokens", "change_staff"),
+        (ShareLink, "revoke_links", "change_staff"),
         (Conversation, "delete_selected", "superuser"),
         (AccessAttempt, "delete_selected", "superuser"),
     ],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.test import Client
@@ -233,3 +234,59 @@ def test_the_page_takes_its_limits_from_the_settings(as_alice, settings):
     assert data["limits"]["max_attachment_bytes"] == settings.MAX_ATTACHMENT_BYTES
     assert 'id="composer" rows="1" maxlength="1234"' in response.text
     assert 'id="max-tokens" min="1" max="777"' in response.text
+
+
+# --- long conversations ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def long_chat(alice):
+    """1,000 messages, and 150 other conversations in the sidebar."""
+    Conversation.objects.bulk_create(
+        [Conversation(owner=alice, title=f"chat {i}") for i in range(150)]
+    )
+    conversation = Conversation.objects.create(owner=alice, title="long", next_seq=1001)
+    Message.objects.bulk_create(
+        Message(conversation=conversation, seq=seq, role="user", content=f"message {seq}")
+        for seq in range(1, 1001)
+    )
+    return conversation
+
+
+def page_data(response) -> dict[str, Any]:
+    found = re.search(r'id="page-data"[^>]*>(.*?)</script>', response.text, re.S)
+    assert found, "no page data in the page"
+    return dict(json.loads(found[1]))
+
+
+def test_a_long_conversation_page_carries_its_latest_messages_in_few_queries(
+    as_alice, long_chat, django_assert_max_num_queries
+):
+    with django_assert_max_num_queries(6):
+        response = as_alice.get(f"/c/{long_chat.public_id}/")
+
+    data = page_data(response)
+    assert [m["seq"] for m in data["messages"]] == list(range(901, 1001))
+    assert data["older_messages"] is True
+    assert response.text.count('<li class="conversation-row" data-id=') == 151
+
+
+def test_older_messages_come_a_page_at_a_time(as_alice, long_chat):
+    url = page_data(as_alice.get(f"/c/{long_chat.public_id}/"))["messages_url"]
+    seen: list[int] = []
+    before = 901
+    while True:
+        answer = as_alice.get(url, {"before": before}).json()
+        seen = [m["seq"] for m in answer["messages"]] + seen
+        if not answer["older"]:
+            break
+        before = answer["messages"][0]["seq"]
+    assert seen == list(range(1, 901))
+
+
+def test_older_messages_are_the_owners_alone_and_need_a_seq(as_alice, bob, long_chat):
+    url = f"/c/{long_chat.public_id}/messages"
+    assert as_alice.get(url, {"before": "x"}).status_code == 400
+    stranger = Client()
+    stranger.force_login(bob)
+    assert stranger.get(url, {"before": 5}).status_code == 404

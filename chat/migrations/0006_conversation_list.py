@@ -40,7 +40,7 @@ def drop_search_index(apps: Any, schema_editor: Any) -> None:
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("chat", "0003_audit_and_admin"),
+        ("chat", "0007_attachments"),
     ]
 
     operations = [

@@ -25,6 +25,7 @@ import re
 import sys
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -60,6 +61,10 @@ class SimConfig:
     first_byte_delay: float = 0.0  # seconds before the response headers of every completion
     stats: dict[str, int] = field(
         default_factory=lambda: {"chat_completions": 0, "models": 0}, compare=False, repr=False
+    )
+    # The latest chat completion request bodies, as received: tests check what was sent.
+    requests: deque[bytes] = field(
+        default_factory=lambda: deque(maxlen=RECENT_REQUESTS), compare=False, repr=False
     )
 
 
@@ -618,6 +623,9 @@ async def _chat(config: SimConfig, headers: Mapping[str, str], body: bytes, send
 
 # Requests served per endpoint since start: tests assert "no upstream call was made" with it.
 STATS_PATH = "/_sim/stats"
+# The latest chat completion request bodies (a JSON list of the parsed bodies, oldest first).
+REQUESTS_PATH = "/_sim/requests"
+RECENT_REQUESTS = 20
 
 
 async def _route(config: SimConfig, scope: Scope, body: bytes, send: Send) -> None:
@@ -626,8 +634,13 @@ async def _route(config: SimConfig, scope: Scope, body: bytes, send: Send) -> No
     if path == STATS_PATH:
         await _send_whole(send, 200, "application/json", _dumps(config.stats))
         return
+    if path == REQUESTS_PATH:
+        recent = b"[" + b",".join(config.requests) + b"]"
+        await _send_whole(send, 200, "application/json", recent)
+        return
     if path == f"{PREFIX}/v1/chat/completions":
         config.stats["chat_completions"] += 1
+        config.requests.append(body)
     elif path == f"{PREFIX}/models":
         config.stats["models"] += 1
     routes = {f"{PREFIX}/models": ("GET", "POST"), f"{PREFIX}/v1/chat/completions": ("POST",)}

@@ -15,6 +15,7 @@ Two families:
 | `sync`     | `sync()`     | `Hub` → that generation, which answers with a `snapshot`      |
 | `sign_out` | `sign_out()` | `Hub` → the user's sockets in every process: closed           |
 | `recheck`  | `recheck()`  | `Hub` → the user's sockets: check their session again now     |
+| `share_closed` | `share_closed()` | `Hub` listeners → a share link's viewer sockets: closed  |
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from chat.models import WireMessage
 CLOSE_SIGNED_OUT = 4401  # no session, or it ended: the page says so and stops retrying
 CLOSE_DEACTIVATED = 4403  # the account was deactivated
 CLOSE_TOO_MANY_SOCKETS = 4429  # the user has WS_MAX_SOCKETS_PER_USER sockets open, all processes
+CLOSE_LINK_GONE = 4404  # a share link's viewer: the link was revoked, expired or never existed
 
 # --- channels (names on the bus) ----------------------------------------------------------------
 
@@ -45,6 +47,18 @@ def reply_channel(reply_id: str) -> str:
 def user_channel(user_pk: int) -> str:
     """Every socket of a user listens here for `sign_out`."""
     return f"user:{user_pk}"
+
+
+def share_channel(token_hash: str) -> str:
+    """Every viewer socket of a share link listens here for `share_closed`. Named by the
+    token's hash, which a viewer can compute before any database read (and which opens
+    nothing)."""
+    return f"share:{token_hash}"
+
+
+def share_policy_channel() -> str:
+    """Anonymous viewer sockets listen here: `share_closed` when links become members-only."""
+    return "share:policy"
 
 
 # --- bus events ----------------------------------------------------------------------------------
@@ -96,10 +110,14 @@ class RecheckEvent(TypedDict):
     type: Literal["recheck"]
 
 
+class ShareClosedEvent(TypedDict):
+    type: Literal["share_closed"]
+
+
 ConversationEvent = StartedEvent | DeltaEvent | SnapshotEvent | DoneEvent
 ReplyEvent = StopEvent | SyncEvent
 UserEvent = SignOutEvent | RecheckEvent
-BusEvent = ConversationEvent | ReplyEvent | UserEvent
+BusEvent = ConversationEvent | ReplyEvent | UserEvent | ShareClosedEvent
 
 
 def started(conversation: str, messages: list[WireMessage]) -> StartedEvent:
@@ -133,6 +151,11 @@ def sign_out(session: str | None, code: int) -> SignOutEvent:
 def recheck() -> RecheckEvent:
     """The user's password changed: every socket checks that its session still signs in."""
     return {"type": "recheck"}
+
+
+def share_closed() -> ShareClosedEvent:
+    """A share link was revoked or deleted: its viewers' sockets close now, in every process."""
+    return {"type": "share_closed"}
 
 
 # --- frames to the browser -----------------------------------------------------------------------

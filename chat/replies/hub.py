@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -64,6 +65,10 @@ class LocalGeneration(Protocol):
     def published_text(self) -> str: ...
 
 
+# Called in the event loop with each event of a channel it listens to; must not block.
+Listener = Callable[[BusEvent], None]
+
+
 @dataclass
 class Followed:
     """A streaming reply some socket of this process follows."""
@@ -80,6 +85,7 @@ class Hub:
         self._users: dict[int, set[UserSocket]] = {}
         self._generations: dict[str, LocalGeneration] = {}
         self._followed: dict[str, Followed] = {}
+        self._listeners: dict[str, set[Listener]] = {}
         self._watchdog: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -130,6 +136,23 @@ class Hub:
         if not sockets:
             del self._users[socket.user_pk]
             self.bus.unsubscribe(events.user_channel(socket.user_pk))
+
+    async def listen(self, channel: str, listener: Listener) -> None:
+        """`listener` hears every event of `channel` (e.g. a share link's viewers, which are no
+        user's sockets): a share: channel, or a user: channel (besides that user's sockets)."""
+        listeners = self._listeners.setdefault(channel, set())
+        listeners.add(listener)
+        if len(listeners) == 1:
+            await self.bus.subscribe(channel)
+
+    def unlisten(self, channel: str, listener: Listener) -> None:
+        listeners = self._listeners.get(channel)
+        if listeners is None or listener not in listeners:
+            return
+        listeners.discard(listener)
+        if not listeners:
+            del self._listeners[channel]
+            self.bus.unsubscribe(channel)
 
     # --- generations ---------------------------------------------------------------------------
 
@@ -236,6 +259,16 @@ class Hub:
             self._on_control(event)
         elif kind == "user":
             self._on_user_event(int(key), event)
+            self._tell_listeners(channel, event)
+        else:
+            self._tell_listeners(channel, event)
+
+    def _tell_listeners(self, channel: str, event: BusEvent) -> None:
+        for listener in tuple(self._listeners.get(channel, ())):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("a listener failed to take a %s event", event["type"])
 
     def _on_user_event(self, user_pk: int, event: BusEvent) -> None:
         for socket in tuple(self._users.get(user_pk, ())):

@@ -11,10 +11,10 @@ from typing import Any
 from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
-from chat import tokens
+from chat import attachments, tokens
 from chat.access import NotFound, conversation_for
 from chat.incoming_frames import SendRequest
-from chat.models import Conversation, Message, NoboxToken, User
+from chat.models import Attachment, Conversation, Message, NoboxToken, User
 from chat.nobox import ChatRequest
 
 
@@ -52,6 +52,9 @@ def store_turn(user: User, req: SendRequest) -> Turn:
     if existing is not None:
         return existing
     token = _usable_token(user)
+    # The files are written first and named by the rows; if the rows do not land, nothing
+    # is left behind.
+    files = _unsaved_files(req.attachments)
     try:
         with transaction.atomic():
             conversation = _locked_conversation(user, req)
@@ -60,20 +63,39 @@ def store_turn(user: User, req: SendRequest) -> Turn:
             # which of the two it was is told apart below, after the rollback.
             _apply_settings(conversation, req)
             user_message, reply = conversation.add_turn(
-                user, req.text, req.attachments, req.client_id, token.source
+                user, req.text, files, req.client_id, token.source
             )
             NoboxToken.objects.filter(pk=token.record_pk).update(
                 last_used_at=user_message.created_at
             )
             request = _chat_request(conversation, list(_kept(conversation)))
     except IntegrityError as exc:
+        attachments.discard(f.stored_name for f in files)
         # A twin stored the same client_id (the unique index made us wait for it), or a reply
         # is still running in this conversation.
         existing = _find_sent(user, req.client_id)
         if existing is not None:
             return existing
         raise Refused(*BUSY) from exc
+    except BaseException:
+        attachments.discard(f.stored_name for f in files)
+        raise
     return Turn(conversation, user_message, reply, False, request, token)
+
+
+def _unsaved_files(uploads: list[attachments.Upload]) -> list[Attachment]:
+    stored = attachments.save_files(uploads)
+    return [
+        Attachment(
+            kind=upload.kind.kind,
+            content_type=upload.kind.content_type,
+            audio_format=upload.kind.audio_format,
+            name=upload.name,
+            size=len(upload.data),
+            stored_name=stored_name,
+        )
+        for upload, stored_name in zip(uploads, stored, strict=True)
+    ]
 
 
 def store_turns(sends: Sequence[tuple[User, SendRequest]]) -> list[Turn | Refused]:
@@ -117,9 +139,7 @@ def _store_plain(sends: Sequence[tuple[User, SendRequest]]) -> dict[int, Turn]:
     for index, conversation in plain.items():
         user, req = sends[index]
         _apply_settings(conversation, req)
-        turns[index] = conversation.next_turn(
-            user, req.text, req.attachments, req.client_id, usable[user.pk].source
-        )
+        turns[index] = conversation.next_turn(user, req.text, req.client_id, usable[user.pk].source)
         rows.extend(turns[index])
     # New chats are inserted with their turn's fields already set (the messages pick up their
     # pks on insert); existing ones are updated row by row: Django's bulk_update builds a CASE
@@ -154,8 +174,8 @@ def _plain_sends(
     seen_keys: set[tuple[int, str]] = set()
     for index, (user, req) in enumerate(sends):
         key = (user.pk, req.client_id)
-        if key in stored or key in seen_keys or user.pk not in usable:
-            continue
+        if key in stored or key in seen_keys or user.pk not in usable or req.attachments:
+            continue  # (files go one by one: written before, and removed if, the rows fail)
         if req.conversation_id is None:
             plain[index] = _new_conversation(user, req)
         elif (user.pk, req.conversation_id) in named:
@@ -208,8 +228,10 @@ def _new_conversation(user: User, req: SendRequest) -> Conversation:
 
 def _kept_messages(conversation_pks: list[int]) -> dict[int, list[Message]]:
     kept: dict[int, list[Message]] = defaultdict(list)
-    rows = Message.objects.filter(conversation__in=conversation_pks).exclude(
-        status=Message.Status.STREAMING
+    rows = (
+        Message.objects.filter(conversation__in=conversation_pks)
+        .exclude(status=Message.Status.STREAMING)
+        .prefetch_related("files")
     )
     for message in rows.order_by("conversation", "seq"):
         kept[message.conversation_id].append(message)
@@ -280,7 +302,8 @@ def _apply_settings(conversation: Conversation, req: SendRequest) -> None:
 
 
 def _kept(conversation: Conversation) -> Iterable[Message]:
-    return conversation.messages.exclude(status=Message.Status.STREAMING).order_by("seq")
+    kept = conversation.messages.exclude(status=Message.Status.STREAMING)
+    return kept.prefetch_related("files").order_by("seq")
 
 
 def _prompt(conversation: Conversation, kept: Iterable[Message]) -> list[dict[str, Any]]:
@@ -296,10 +319,18 @@ def _prompt(conversation: Conversation, kept: Iterable[Message]) -> list[dict[st
 
 
 def _wire_content(message: Message) -> str | list[dict[str, Any]]:
+    """The message's content; with files, a list of parts: its text, then each file read back
+    from storage (only here, where the request to Nobox is built)."""
     if not message.attachments:
         return message.content
     parts: list[dict[str, Any]] = []
     if message.content:
         parts.append({"type": "text", "text": message.content})
-    parts.extend(message.attachments)
+    for file in message.files.all():
+        data = attachments.read(file.stored_name)
+        parts.append(
+            attachments.content_part(
+                file.kind, file.audio_format, file.content_type, file.name, data
+            )
+        )
     return parts

@@ -90,18 +90,39 @@ const messagesEl = $("#messages");
 const emptyState = $("#empty-state");
 const jumpLatest = $("#jump-latest");
 const stopButton = $("#stop");
+const sendButton = $("#send");
+const announcer = $("#announcer");
 
 const list = new MessageList(messagesEl, {
   settingsUrl: urls.settingsUrl,
   onStickChange: (stick) => { jumpLatest.hidden = stick || list.size === 0; },
 });
 
+// While a reply streams, Send becomes Stop (and Esc stops); focus never falls to the page body.
 function refreshChrome() {
   emptyState.hidden = list.size > 0;
   const streaming = state.conversation !== null && list.isStreaming();
+  const stopHadFocus = document.activeElement === stopButton;
   stopButton.hidden = !streaming;
+  sendButton.hidden = streaming;
   if (!streaming) stopButton.disabled = false;
+  if (stopHadFocus && !streaming) composer.focus();
 }
+
+/** Says `text` to screen readers (a polite live region): finished replies and errors. */
+function announce(text) {
+  announcer.textContent = "";
+  // A fresh text node after a tick, so the same words twice are announced twice.
+  setTimeout(() => { announcer.textContent = text; }, 50);
+}
+
+const REPLY_ENDINGS = {
+  complete: "Reply finished.",
+  truncated: "Reply finished: it reached the length limit.",
+  stopped: "Reply stopped.",
+  interrupted: "Reply interrupted.",
+  error: "The reply failed.",
+};
 
 jumpLatest.addEventListener("click", () => list.scrollToBottom());
 
@@ -138,10 +159,15 @@ async function copyText(text, button) {
     scratch.remove();
   }
   const label = button.textContent;
-  button.textContent = ok ? "Copied" : "Copy failed";
+  const name = button.getAttribute("aria-label");
+  const result = ok ? "Copied" : "Copy failed";
+  button.textContent = result;
+  if (name) button.setAttribute("aria-label", result); // the name screen readers hear, too
   button.disabled = true;
+  announce(result);
   setTimeout(() => {
     button.textContent = label;
+    if (name) button.setAttribute("aria-label", name);
     button.disabled = false;
   }, 1500);
 }
@@ -159,10 +185,15 @@ function showTitle(title) {
   document.title = `${title || "New chat"} · noboxweb`;
 }
 
+function shareHref(id) {
+  return urls.shareUrl.replace("CONVERSATION_ID", encodeURIComponent(id));
+}
+
 // The list, its actions and search live in sidebar.js; this page only tells it what it shows.
 const sidebar = new Sidebar($("#sidebar"), {
   current: state.conversation,
   href: conversationHref,
+  shareHref,
   homeUrl: $(".new-chat").href,
   onRenamed(id, title) {
     if (id !== state.conversation) return;
@@ -171,7 +202,8 @@ const sidebar = new Sidebar($("#sidebar"), {
   },
   onError: (message) => showBanner(message, { key: "conversation-list" }),
 });
-const headerMenu = new HeaderMenu($("#conversation-menu"), sidebar, { href: conversationHref });
+const headerMenu = new HeaderMenu($("#conversation-menu"), sidebar,
+                                  { href: conversationHref, shareHref });
 if (state.conversation) headerMenu.attach(state.conversation, $("#rename-title").value);
 
 /** Put the conversation at the top of the sidebar (it is the most recently updated). */
@@ -298,6 +330,11 @@ function send() {
     composer.focus();
     return;
   }
+  if (state.conversation && list.isStreaming()) {
+    // Enter while a reply streams: the draft waits, and the page says how to go on.
+    composer.setStatus("A reply is being written: press Stop (or Esc) to end it, then send.");
+    return;
+  }
   if (!picker.value) {
     // Without a model list the reason (usually the token) is already on screen: say it again.
     if (state.modelsError) showError(state.modelsError.code, state.modelsError.message, "models");
@@ -349,13 +386,23 @@ function pendingDropped(code) {
              { key: "send" });
 }
 
-stopButton.addEventListener("click", () => {
-  if (!state.conversation) return;
+function stopReply() {
+  if (!state.conversation || stopButton.hidden) return;
   if (socket.send({ type: "stop", conversation: state.conversation })) {
     stopButton.disabled = true;
   } else {
     showBanner("Not connected: the reply cannot be stopped right now.", { key: "stop" });
   }
+  composer.focus();
+}
+
+stopButton.addEventListener("click", stopReply);
+document.addEventListener("keydown", (event) => {
+  if (event.key !== "Escape" || event.defaultPrevented) return;
+  if (document.body.classList.contains("sidebar-open") || document.querySelector("dialog[open]")) {
+    return;
+  }
+  stopReply();
 });
 
 // --- frames -------------------------------------------------------------------------------------
@@ -396,6 +443,11 @@ const handlers = {
   },
   done(frame) {
     list.done(frame.reply, frame.message);
+    if (frame.message && list.records.has(frame.reply)) {
+      const ending = REPLY_ENDINGS[frame.message.status];
+      const error = frame.message.error?.message;
+      if (ending) announce(error ? `${ending} ${error}` : ending);
+    }
   },
   error(frame) {
     const mine = state.pending && frame.client_id === state.pending.clientId;
@@ -450,10 +502,45 @@ const socket = new ReconnectingSocket(chatSocketUrl(), {
 
 retryNow.addEventListener("click", () => socket.retryNow());
 
+// --- older messages -------------------------------------------------------------------------------
+// A page carries the latest messages of its conversation; older ones are fetched a page at a time
+// when the reader scrolls near the top.
+
+const OLDER_MARGIN_PX = 400;
+const older = { more: Boolean(page.older_messages), loading: false, url: page.messages_url };
+
+function watchForOlderMessages() {
+  if (!older.more || !older.url) return;
+  messagesEl.addEventListener("scroll", () => {
+    if (messagesEl.scrollTop < OLDER_MARGIN_PX) loadOlderMessages();
+  }, { passive: true });
+  if (messagesEl.scrollHeight <= messagesEl.clientHeight + OLDER_MARGIN_PX) loadOlderMessages();
+}
+
+async function loadOlderMessages() {
+  const before = list.oldestSeq();
+  if (!older.more || older.loading || before === null) return;
+  older.loading = true;
+  messagesEl.setAttribute("aria-busy", "true");
+  try {
+    const response = await fetch(`${older.url}?before=${before}`, { credentials: "same-origin" });
+    if (!response.ok) throw new Error(String(response.status));
+    const answer = await response.json();
+    list.prepend(answer.messages || []);
+    older.more = Boolean(answer.older);
+  } catch {
+    // Tried again at the next scroll.
+  } finally {
+    older.loading = false;
+    messagesEl.setAttribute("aria-busy", "false");
+  }
+}
+
 // --- start --------------------------------------------------------------------------------------
 
 list.load(page.messages || []);
 messagesEl.setAttribute("aria-busy", "false");
+watchForOlderMessages();
 refreshChrome();
 socket.connect();
 picker.load();

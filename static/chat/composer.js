@@ -1,5 +1,6 @@
-// The composer: the draft text, its attachments (read as base64 data URLs, shaped as the
-// protocol's content parts), Enter to send, and the lock that keeps the draft until `ack`.
+// The composer: the draft text, its attachments (read as base64, sent as `file` parts: the
+// server decides from the bytes what each is), Enter to send, and the lock that keeps the draft
+// until `ack`.
 
 const IMAGE_TYPES = new Set(["image/png", "image/jpeg", "image/gif", "image/webp"]);
 const AUDIO_FORMATS = {
@@ -12,6 +13,13 @@ function audioFormat(file) {
   if (AUDIO_FORMATS[file.type]) return AUDIO_FORMATS[file.type];
   const ext = file.name.split(".").pop().toLowerCase();
   return ext === "wav" || ext === "mp3" ? ext : null;
+}
+
+// Whether a file may be text the server accepts (it checks the bytes: UTF-8, no NUL). Types
+// browsers give code files vary, so any text/* type, no type at all, or a text-like one.
+function mayBeText(file) {
+  return !file.type || file.type.startsWith("text/")
+    || /json|xml|javascript|x-sh|x-python|yaml|toml|sql|csv/.test(file.type);
 }
 
 function readAsDataUrl(file) {
@@ -157,8 +165,8 @@ export class Composer {
       }
       const isImage = IMAGE_TYPES.has(file.type);
       const format = isImage ? null : audioFormat(file);
-      if (!isImage && !format) {
-        this.handlers.onError(`${file.name}: only PNG, JPEG, GIF and WebP images and WAV or MP3 audio can be attached.`);
+      if (!isImage && !format && !mayBeText(file)) {
+        this.handlers.onError(`${file.name}: only PNG, JPEG, GIF and WebP images, WAV or MP3 audio and text or code files can be attached.`);
         continue;
       }
       if (file.size > this.limits.max_attachment_bytes) {
@@ -173,9 +181,7 @@ export class Composer {
         this.handlers.onError(`${file.name} could not be read.`);
         continue;
       }
-      const part = isImage
-        ? { type: "image_url", image_url: { url } }
-        : { type: "input_audio", input_audio: { data: url.slice(url.indexOf(",") + 1), format } };
+      const part = { type: "file", file: { name: file.name, data: url.slice(url.indexOf(",") + 1) } };
       this.attachments.push({ key: this.nextKey++, name: file.name, url, isImage, format, part });
     }
     this.renderPreviews();
@@ -198,8 +204,8 @@ export class Composer {
         item.append(img);
       } else {
         const label = document.createElement("span");
-        label.className = "attachment-audio";
-        label.textContent = `♪ ${a.name}`;
+        label.className = "attachment-file";
+        label.textContent = `${a.format ? "♪" : "📄"} ${a.name}`;
         item.append(label);
       }
       const remove = document.createElement("button");

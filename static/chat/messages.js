@@ -73,24 +73,62 @@ function usageText(message) {
   return parts.join(" · ");
 }
 
+// A message's files are references: same-origin URLs the server serves only to those who may
+// see the message. Anything else (an old inline data URL, a foreign address) is not loaded.
+function fileUrl(item) {
+  const url = item.url || "";
+  return url.startsWith("/") && !url.startsWith("//") ? url : "";
+}
+
 function attachmentsElement(attachments) {
   const box = el("div", "message-attachments");
   for (const item of attachments) {
-    if (item.type === "image" && /^data:image\//i.test(item.url || "")) {
+    const url = fileUrl(item);
+    if (item.type === "image" && url) {
+      // A button, so keyboard users can open it larger too.
+      const open = el("button", "attachment-open");
+      open.type = "button";
+      open.setAttribute("aria-label", `Open ${item.name || "image"} larger`);
       const img = el("img", "attachment-image");
-      img.src = item.url;
-      img.alt = "Attached image";
+      img.src = url;
+      img.alt = item.name || "Attached image";
       img.loading = "lazy";
       img.decoding = "async";
-      box.append(img);
-    } else if (item.type === "audio") {
-      const format = item.format ? ` (${item.format})` : "";
-      box.append(el("span", "attachment-audio", `♪ Audio${format}`));
+      open.append(img);
+      box.append(open);
+    } else if (item.type === "audio" && url) {
+      const audio = el("audio", "attachment-player");
+      audio.controls = true;
+      audio.preload = "none";
+      audio.src = url;
+      audio.setAttribute("aria-label", item.name || "Attached audio");
+      box.append(audio);
+    } else if (item.type === "text" && url) {
+      const link = el("a", "attachment-file", `📄 ${item.name || "file"}`);
+      link.href = url;
+      link.download = item.name || "";
+      box.append(link);
     } else {
       box.append(el("span", "attachment-other", "Attachment"));
     }
   }
   return box;
+}
+
+/** Shows an attached image at full size in a modal dialog (Esc or a click closes it). */
+function openImage(src, alt) {
+  const dialog = el("dialog", "image-viewer");
+  const img = el("img");
+  img.src = src;
+  img.alt = alt;
+  const close = el("button", "image-viewer-close", "Close");
+  close.type = "button";
+  dialog.append(img, close);
+  dialog.addEventListener("click", () => dialog.close());
+  dialog.addEventListener("close", () => dialog.remove());
+  document.body.append(dialog);
+  dialog.showModal();
+  close.focus();
 }
 
 export class MessageList {
@@ -107,6 +145,10 @@ export class MessageList {
     this.idleHandle = 0;
     this.stick = true;
     container.addEventListener("scroll", () => this.updateStick(), { passive: true });
+    container.addEventListener("click", (event) => {
+      const img = event.target.closest(".attachment-open")?.querySelector("img");
+      if (img) openImage(img.src, img.alt);
+    });
     onMathReady(() => this.renderMathAgain());
   }
 
@@ -144,6 +186,35 @@ export class MessageList {
     this.markHistory(0);
     this.scheduleIdle();
     this.scrollToBottom();
+  }
+
+  /** Older messages (a page fetched on scrolling up), put above what is shown without moving
+   * what the reader is looking at. */
+  prepend(messages) {
+    const before = this.container.scrollHeight;
+    const top = this.container.scrollTop;
+    const fragment = document.createDocumentFragment();
+    const fresh = [];
+    for (const message of [...messages].sort((a, b) => a.seq - b.seq)) {
+      if (this.records.has(message.id)) continue;
+      const record = this.newRecord(message);
+      this.build(record, false);
+      this.idleQueue.push(record);
+      this.records.set(message.id, record);
+      fresh.push(record);
+      fragment.append(record.el);
+    }
+    const first = this.ordered[0];
+    this.container.insertBefore(fragment, first ? first.el : null);
+    this.ordered.unshift(...fresh);
+    this.markHistory(0);
+    this.scheduleIdle();
+    this.container.scrollTop = top + (this.container.scrollHeight - before);
+  }
+
+  /** The seq of the oldest message shown (null when none is). */
+  oldestSeq() {
+    return this.ordered.length ? this.ordered[0].data.seq : null;
   }
 
   newRecord(message) {

@@ -154,6 +154,8 @@ DOMPurify.addHook("afterSanitizeAttributes", (node) => {
         return;
       }
       node.setAttribute("disabled", "");
+      // A task-list box has no label of its own: its state is what a screen reader needs.
+      node.setAttribute("aria-label", node.hasAttribute("checked") ? "Done" : "Not done");
       break;
     case "A":
       if (node.hasAttribute("href")) {
@@ -198,6 +200,10 @@ function decorateCodeBlocks(root) {
     copy.textContent = "Copy";
     copy.setAttribute("aria-label", "Copy code");
     header.append(label, copy);
+    // A long line scrolls sideways: the block takes keyboard focus so arrows can scroll it.
+    pre.tabIndex = 0;
+    pre.setAttribute("role", "region");
+    pre.setAttribute("aria-label", `Code (${label.textContent})`);
     pre.replaceWith(block);
     block.append(header, pre);
   }

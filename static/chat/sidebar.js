@@ -61,7 +61,7 @@ function element(tag, props = {}, ...children) {
 export class Sidebar {
   /**
    * root: the <aside>; options: current (the shown conversation's id or null), href(id),
-   * homeUrl, onRenamed(id, title), onError(message).
+   * shareHref(id), homeUrl, onRenamed(id, title), onError(message).
    */
   constructor(root, options) {
     this.root = root;
@@ -170,7 +170,16 @@ export class Sidebar {
       item("delete", "Delete"),
     );
     menu.lastElementChild.classList.add("danger");
-    return element("li", { className: "conversation-row", dataset: { id: row.id } }, link, toggle, menu);
+    // The row's Share entry, as the server renders it (shared links, chat/share_views.py).
+    const share = element("a", {
+      className: "row-share",
+      href: this.options.shareHref(row.id),
+      title: "Share",
+      textContent: "Share",
+      "aria-label": `Share “${row.title}”`,
+    });
+    return element("li", { className: "conversation-row", dataset: { id: row.id } },
+                   link, share, toggle, menu);
   }
 
   closeMenus(except = null) {
@@ -532,10 +541,11 @@ class Search {
 
 /** The header's conversation menu: hidden for a new chat until its first `ack` gives it an id. */
 export class HeaderMenu {
-  constructor(root, sidebar, { href }) {
+  constructor(root, sidebar, { href, shareHref }) {
     this.root = root;
     this.sidebar = sidebar;
     this.href = href;
+    this.shareHref = shareHref;
     this.renameForm = root.querySelector(".rename-form");
     this.deleteForm = root.querySelector(".delete-form");
     this.titleInput = root.querySelector("#rename-title");
@@ -564,6 +574,13 @@ export class HeaderMenu {
     this.id = id;
     this.renameForm.action = `${this.href(id)}rename`;
     this.deleteForm.action = `${this.href(id)}delete`;
+    // Entry points of other features (shared links, export) follow the same conversation.
+    const share = this.root.querySelector(".share-entry");
+    if (share) share.href = this.shareHref(id);
+    const markdown = this.root.querySelector(".export-markdown");
+    if (markdown) markdown.href = `${this.href(id)}export.md`;
+    const json = this.root.querySelector(".export-json");
+    if (json) json.href = `${this.href(id)}export.json`;
     this.titleInput.value = title || "";
     this.root.hidden = false;
   }

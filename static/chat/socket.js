@@ -11,8 +11,8 @@ const PONG_TIMEOUT = 10000;
 const CONNECT_TIMEOUT = 10000;
 // After this many failed attempts in a row the page says "Offline" (it keeps retrying).
 const OFFLINE_AFTER = 4;
-// Close codes after which retrying cannot help (docs/protocol.md).
-const FINAL_CODES = new Set([4401, 4403]);
+// Close codes after which retrying cannot help (docs/protocol.md; 4404: a share link is gone).
+const FINAL_CODES = new Set([4401, 4403, 4404]);
 
 export function chatSocketUrl() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";

@@ -1,0 +1,264 @@
+"""A conversation as a file: Markdown to read, JSON to keep or move (every message with its
+metadata, usage and attachments), and the JSON imported back as a new conversation.
+
+The JSON is self-contained (attachments as base64) and versioned (`format`, `version`). Import
+trusts nothing in it: every field is checked as a `send` would be, files are recognised from
+their bytes again, and ids, owners and timestamps of the server's own making are never taken
+from the file.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from chat import attachments
+from chat.models import Attachment, Conversation, Message, User
+
+FORMAT = "noboxweb.conversation"
+VERSION = 1
+STATUSES = {choice.value for choice in Message.Status} - {Message.Status.STREAMING.value}
+
+
+# --- export --------------------------------------------------------------------------------------
+
+
+def as_json(conversation: Conversation) -> dict[str, Any]:
+    messages = conversation.messages.exclude(status=Message.Status.STREAMING)
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "exported_at": timezone.now().isoformat(),
+        "title": conversation.title,
+        "model": conversation.model,
+        "system_prompt": conversation.system_prompt,
+        "temperature": conversation.temperature,
+        "max_tokens": conversation.max_tokens,
+        "created_at": conversation.created_at.isoformat(),
+        "messages": [_message_json(m) for m in messages.prefetch_related("files").order_by("seq")],
+    }
+
+
+def _message_json(message: Message) -> dict[str, Any]:
+    return {
+        "role": message.role,
+        "content": message.content,
+        "model": message.model,
+        "status": message.status,
+        "finish_reason": message.finish_reason,
+        "error": {"code": message.error_code, "message": message.error_message}
+        if message.error_code
+        else None,
+        "usage": {
+            "prompt_tokens": message.prompt_tokens,
+            "completion_tokens": message.completion_tokens,
+            "total_tokens": message.total_tokens,
+        }
+        if message.total_tokens is not None
+        else None,
+        "cost": str(message.cost) if message.cost is not None else None,
+        "created_at": message.created_at.isoformat(),
+        "attachments": [_file_json(f) for f in message.files.all()],
+    }
+
+
+def _file_json(file: Attachment) -> dict[str, Any]:
+    return {
+        "name": file.name,
+        "type": file.kind,
+        "content_type": file.content_type,
+        "data": base64.b64encode(attachments.read(file.stored_name)).decode("ascii"),
+    }
+
+
+def as_markdown(conversation: Conversation) -> str:
+    """The conversation to read: each message under a heading saying who wrote it and when."""
+    lines = [f"# {conversation.display_title}", ""]
+    if conversation.system_prompt:
+        lines += ["> System prompt: " + conversation.system_prompt.replace("\n", "\n> "), ""]
+    kept = conversation.messages.exclude(status=Message.Status.STREAMING).order_by("seq")
+    for message in kept:
+        lines += [f"## {_author(message)} · {message.created_at:%Y-%m-%d %H:%M} UTC", ""]
+        lines += [f"*Attached: {ref['name']} ({ref['type']})*" for ref in message.attachments]
+        if message.attachments:
+            lines.append("")
+        lines += [message.content or "*(no text)*", ""]
+        if message.status not in (Message.Status.COMPLETE, ""):
+            lines += [f"*Reply {message.status}: {message.error_message or 'incomplete'}*", ""]
+    return "\n".join(lines)
+
+
+def _author(message: Message) -> str:
+    if message.role == Message.Role.USER:
+        return "You"
+    return f"Assistant ({message.model})" if message.model else "Assistant"
+
+
+# --- import --------------------------------------------------------------------------------------
+
+
+class ImportRefused(ValueError):
+    """The file is not a conversation this server can take; the message says why."""
+
+
+def import_json(owner: User, raw: bytes) -> Conversation:
+    """A new conversation of `owner` from an exported file; raises ImportRefused."""
+    data = _parsed(raw)
+    messages = data.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ImportRefused("The file holds no messages.")
+    if len(messages) > settings.MAX_IMPORT_MESSAGES:
+        raise ImportRefused(f"At most {settings.MAX_IMPORT_MESSAGES} messages can be imported.")
+    checked = [_checked_message(m, i) for i, m in enumerate(messages)]
+    stored = [attachments.save_files(uploads) for _, uploads in checked]
+    try:
+        with transaction.atomic():
+            return _create(owner, data, checked, stored)
+    except BaseException:
+        attachments.discard(name for names in stored for name in names)
+        raise
+
+
+def _parsed(raw: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise ImportRefused("The file is not JSON.") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ImportRefused("The file is not a noboxweb conversation export.")
+    if data.get("version") != VERSION:
+        raise ImportRefused(f"Only version {VERSION} exports can be imported.")
+    return data
+
+
+def _create(
+    owner: User,
+    data: dict[str, Any],
+    checked: list[tuple[dict[str, Any], list[attachments.Upload]]],
+    stored: list[list[str]],
+) -> Conversation:
+    conversation = Conversation.objects.create(
+        owner=owner,
+        title=_text(data, "title", 200),
+        model=_text(data, "model", 200),
+        system_prompt=_text(data, "system_prompt", settings.MAX_SYSTEM_PROMPT_CHARS),
+        temperature=_number(data.get("temperature"), 0, 2),
+        max_tokens=_whole(data.get("max_tokens"), 1, settings.MAX_OUTPUT_TOKENS),
+        next_seq=len(checked) + 1,
+    )
+    for seq, ((fields, uploads), names) in enumerate(zip(checked, stored, strict=True), 1):
+        message = Message.objects.create(conversation=conversation, seq=seq, **fields)
+        rows = [
+            Attachment(
+                message=message,
+                position=position,
+                kind=upload.kind.kind,
+                content_type=upload.kind.content_type,
+                audio_format=upload.kind.audio_format,
+                name=upload.name,
+                size=len(upload.data),
+                stored_name=name,
+            )
+            for position, (upload, name) in enumerate(zip(uploads, names, strict=True))
+        ]
+        Attachment.objects.bulk_create(rows)
+        if rows:
+            message.attachments = [row.reference() for row in rows]
+            message.save(update_fields=["attachments"])
+    return conversation
+
+
+def _checked_message(item: object, index: int) -> tuple[dict[str, Any], list[attachments.Upload]]:
+    if not isinstance(item, dict) or item.get("role") not in ("user", "assistant"):
+        raise ImportRefused(f"Message {index + 1} is not a user or assistant message.")
+    status = item.get("status") or "complete"
+    if status not in STATUSES:
+        raise ImportRefused(f"Message {index + 1} has an unknown status.")
+    error, usage = _object(item.get("error")), _object(item.get("usage"))
+    fields = {
+        "role": item["role"],
+        "content": _text(item, "content", settings.MAX_IMPORT_MESSAGE_CHARS),
+        "model": _text(item, "model", 200),
+        "status": status,
+        "finish_reason": _text(item, "finish_reason", 32),
+        "error_code": _text(error, "code", 64),
+        "error_message": _text(error, "message", 2000),
+        "prompt_tokens": _whole(usage.get("prompt_tokens"), 0, 10**9),
+        "completion_tokens": _whole(usage.get("completion_tokens"), 0, 10**9),
+        "total_tokens": _whole(usage.get("total_tokens"), 0, 10**9),
+        "cost": _cost(item.get("cost")),
+        "created_at": _when(item.get("created_at")),
+    }
+    files = item.get("attachments") or []
+    if item["role"] != "user" or not isinstance(files, list):
+        files = []
+    if len(files) > settings.MAX_ATTACHMENTS:
+        raise ImportRefused(f"Message {index + 1} has more than {settings.MAX_ATTACHMENTS} files.")
+    return fields, [_checked_file(f, index) for f in files]
+
+
+def _checked_file(item: object, index: int) -> attachments.Upload:
+    data = item.get("data") if isinstance(item, dict) else None
+    if not isinstance(data, str):
+        raise ImportRefused(f"A file of message {index + 1} has no data.")
+    if len(data) * 3 // 4 > settings.MAX_ATTACHMENT_BYTES + 2:
+        raise ImportRefused(f"A file of message {index + 1} is too large.")
+    try:
+        raw = base64.b64decode(data, validate=True)
+        kind = attachments.recognise(raw)
+    except (binascii.Error, ValueError):
+        raise ImportRefused(f"A file of message {index + 1} is not a file we accept.") from None
+    assert isinstance(item, dict)
+    return attachments.Upload(attachments.clean_name(item.get("name"), kind), raw, kind)
+
+
+def _object(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(data: dict[str, Any], key: str, limit: int) -> str:
+    value = data.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ImportRefused(f"{key} must be text.")
+    # NUL and lone surrogates: no database column holds them (see incoming_frames).
+    return "".join(c for c in value[:limit] if c != "\x00" and not "\ud800" <= c <= "\udfff")
+
+
+def _number(value: object, low: float, high: float) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if low <= value <= high else None
+
+
+def _whole(value: object, low: int, high: int) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if low <= value <= high else None
+
+
+def _cost(value: object) -> Decimal | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        cost = Decimal(value)
+    except InvalidOperation:
+        return None
+    return cost if cost.is_finite() and 0 <= cost < 10**6 else None
+
+
+def _when(value: object) -> datetime:
+    parsed = parse_datetime(value) if isinstance(value, str) else None
+    if parsed is None or timezone.is_naive(parsed):
+        return timezone.now()
+    return parsed

@@ -1,0 +1,103 @@
+// The shared page (docs/protocol.md, "The share viewer socket"): read-only. The messages render
+// through the chat's own MessageList and render.js (one sanitiser for both pages); a live link
+// follows the conversation over a viewer socket that accepts no writes.
+import { ReconnectingSocket } from "./socket.js";
+import { MessageList } from "./messages.js";
+import { codeForCopyButton } from "./render.js";
+
+const $ = (selector) => document.querySelector(selector);
+const page = JSON.parse($("#page-data").textContent);
+// Replies that ended before they were finished, said in so many words for a reader who did not
+// see them being written.
+const INCOMPLETE = new Set(["stopped", "interrupted", "error", "truncated"]);
+// The server closes a viewer's socket with this when the link is revoked or expires.
+const LINK_GONE = 4404;
+
+class SharedMessageList extends MessageList {
+  footer(data) {
+    const footer = super.footer(data);
+    if (INCOMPLETE.has(data.status)) {
+      const note = document.createElement("span");
+      note.className = "message-incomplete";
+      note.textContent = "Incomplete reply";
+      footer.prepend(note);
+    }
+    return footer;
+  }
+}
+
+const messagesEl = $("#messages");
+const list = new SharedMessageList(messagesEl);
+
+function refreshEmpty() {
+  $("#empty-state").hidden = list.size > 0;
+}
+
+function showBanner(text) {
+  const banner = document.createElement("div");
+  banner.className = "banner";
+  banner.setAttribute("role", "alert");
+  const message = document.createElement("p");
+  message.className = "banner-text";
+  message.textContent = text;
+  banner.append(message);
+  $("#banners").replaceChildren(banner);
+}
+
+messagesEl.addEventListener("click", async (event) => {
+  const copyCode = event.target.closest(".copy-code");
+  const copyMessage = event.target.closest(".copy-message");
+  const text = copyCode ? codeForCopyButton(copyCode)
+    : copyMessage ? list.textOf(copyMessage.closest(".message").dataset.id) : null;
+  if (text === null) return;
+  const button = copyCode || copyMessage;
+  try {
+    await navigator.clipboard.writeText(text);
+    button.textContent = "Copied";
+  } catch {
+    button.textContent = "Copy failed";
+  }
+});
+
+function follow() {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const connectionState = $("#connection-state");
+  let socket = null;
+  const subscribe = () => socket.send({ type: "subscribe", after_seq: list.afterSeq() });
+  const handlers = {
+    history: (frame) => list.upsert(frame.messages || []),
+    messages: (frame) => list.upsert(frame.messages || []),
+    snapshot: (frame) => list.snapshot(frame.reply, frame.text),
+    // A gap means a lost frame: subscribing again answers with a fresh snapshot.
+    delta: (frame) => { if (!list.delta(frame.reply, frame.offset, frame.text)) subscribe(); },
+    done: (frame) => list.done(frame.reply, frame.message),
+  };
+  socket = new ReconnectingSocket(`${scheme}://${location.host}${page.socket_path}`, {
+    onReady: subscribe,
+    onFrame(frame) {
+      handlers[frame.type]?.(frame);
+      if (frame.type !== "delta" && frame.type !== "snapshot") refreshEmpty();
+    },
+    onState(state, { everConnected }) {
+      connectionState.dataset.state = state;
+      connectionState.textContent = {
+        connected: "Live",
+        connecting: everConnected ? "Reconnecting…" : "Connecting…",
+        offline: "Offline",
+      }[state];
+    },
+    onClosedForGood(code) {
+      connectionState.dataset.state = "offline";
+      connectionState.textContent = "Closed";
+      showBanner(code === LINK_GONE
+        ? "This link was revoked or has expired: the conversation is no longer shared."
+        : "Sign in to keep following this conversation.");
+    },
+  });
+  socket.connect();
+}
+
+list.load(page.messages || []);
+messagesEl.setAttribute("aria-busy", "false");
+refreshEmpty();
+if (page.live) follow();

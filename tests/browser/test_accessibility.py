@@ -1,0 +1,118 @@
+"""axe-core (from npm) over every kind of page, in light and dark: no serious or critical
+violation. The check runs in a context that bypasses the CSP only so the test can inject axe;
+the pages themselves are served as always."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page
+
+from tests.browser.conftest import ChatPage, User, sign_in
+from tests.servers import ROOT, manage
+
+pytestmark = pytest.mark.browser
+
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+BLOCKING = {"serious", "critical"}
+RICH_REPLY = (
+    "## Heading\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n- [x] done\n- [ ] not yet\n\n"
+    "```python\nprint('a line long enough to scroll sideways in a narrow code block, really')\n```"
+    "\n\n> a quote with `code` and a [link](https://example.com)"
+)
+
+
+def violations(page: Page) -> list[str]:
+    page.add_script_tag(path=str(AXE))
+    found: list[dict[str, Any]] = page.evaluate(
+        "async () => (await axe.run(document, { resultTypes: ['violations'] })).violations"
+    )
+    return [
+        f"{v['impact']}: {v['id']} ({v['help']}) at "
+        + ", ".join(str(node["target"]) for node in v["nodes"][:3])
+        for v in found
+        if v.get("impact") in BLOCKING
+    ]
+
+
+@pytest.fixture(params=["light", "dark"])
+def axe_page(request: pytest.FixtureRequest, browser: Browser, app_url: str) -> Iterator[Page]:
+    context = browser.new_context(
+        base_url=app_url,
+        viewport={"width": 1280, "height": 900},
+        locale="en-US",
+        bypass_csp=True,  # to inject axe; nothing the pages do depends on it
+        color_scheme=request.param,
+    )
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def check(page: Page, what: str) -> None:
+    found = violations(page)
+    assert not found, f"{what}:\n" + "\n".join(found)
+
+
+def test_the_sign_in_page(axe_page: Page) -> None:
+    axe_page.goto("/accounts/login/")
+    check(axe_page, "sign-in page")
+
+
+def test_the_chat_empty_streaming_rich_and_failed(axe_page: Page, app_url: str, user: User) -> None:
+    sign_in(axe_page, app_url, user)
+    chat = ChatPage(axe_page)
+    chat.open("/")
+    check(axe_page, "empty chat")
+
+    chat.send("Tell me a long story", model="sim/long")
+    chat.wait_text_longer_than(chat.last_reply(), 40)
+    check(axe_page, "streaming reply")
+    axe_page.keyboard.press("Escape")
+    chat.wait_status(chat.last_reply(), "stopped")
+
+    chat.send(RICH_REPLY, model="sim/echo")
+    chat.wait_status(chat.last_reply(), "complete")
+    chat.send("fail please", model="sim/server-error")
+    chat.wait_status(chat.last_reply(), "error")
+    check(axe_page, "chat with markdown, a table, code, a task list, a stopped and a failed reply")
+
+
+def test_the_settings_page(axe_page: Page, app_url: str, user: User) -> None:
+    sign_in(axe_page, app_url, user)
+    axe_page.goto("/settings/")
+    check(axe_page, "settings page")
+
+
+def test_the_admin_index_and_lists(
+    axe_page: Page, app_url: str, env: dict[str, str], make_staff: Callable[[], User]
+) -> None:
+    sign_in(axe_page, app_url, make_staff())
+    for path in (
+        "/admin/",
+        "/admin/chat/user/",
+        "/admin/chat/conversation/",
+        "/admin/chat/auditevent/",
+    ):
+        axe_page.goto(path)
+        check(axe_page, f"admin {path}")
+
+
+@pytest.fixture
+def make_staff(env: dict[str, str], make_user: Callable[..., User]) -> Callable[[], User]:
+    def make() -> User:
+        person = make_user()
+        manage(
+            env,
+            "shell",
+            "-c",
+            "from chat.models import User; "
+            f"User.objects.filter(username={person.username!r})"
+            ".update(is_staff=True, is_superuser=True)",
+        )
+        return person
+
+    return make

@@ -1,0 +1,142 @@
+"""Export (Markdown, JSON) and import: a conversation goes out whole and comes back as a new one."""
+
+from __future__ import annotations
+
+import base64
+import json
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.core.files.storage import default_storage
+
+from chat import tokens
+from chat.incoming_frames import parse_send
+from chat.models import Attachment, Conversation, Message, User
+from chat.replies.turns import store_turn
+from tests.conftest import ALICE_TOKEN
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(30))
+
+
+@pytest.fixture
+def chat(alice: User) -> Conversation:
+    """Two finished turns, the first with a file; the second reply stopped."""
+    tokens.store_token(alice, ALICE_TOKEN)
+    frame = {"client_id": "a", "conversation": None, "text": "Look at $x^2$", "model": "m/x"}
+    image = {"type": "file", "file": {"name": "dot.png", "data": base64.b64encode(PNG).decode()}}
+    first = store_turn(alice, parse_send(frame | {"attachments": [image]}))
+    Message.objects.finish(
+        first.reply.pk,
+        content="A *square*.",
+        status="complete",
+        prompt_tokens=3,
+        completion_tokens=2,
+        total_tokens=5,
+        cost=Decimal("0.00012"),
+    )
+    second = store_turn(
+        alice, parse_send(frame | {"client_id": "b", "conversation": first.conversation.public_id})
+    )
+    Message.objects.finish(second.reply.pk, content="Half", status="stopped")
+    Conversation.objects.filter(pk=first.conversation.pk).update(system_prompt="Be brief.")
+    return Conversation.objects.get(pk=first.conversation.pk)
+
+
+def exported(client: Any, chat: Conversation, kind: str) -> Any:
+    response = client.get(f"/c/{chat.public_id}/export.{kind}")
+    assert response.status_code == 200
+    assert response["Content-Disposition"].startswith("attachment; filename=")
+    return response
+
+
+def test_markdown_reads_as_the_conversation(client, alice, chat):
+    client.force_login(alice)
+    text = exported(client, chat, "md").content.decode()
+
+    assert text.startswith("# Look at $x^2$\n")
+    assert "> System prompt: Be brief." in text
+    assert text.count("## You ·") == 2 and text.count("## Assistant (m/x) ·") == 2
+    assert "*Attached: dot.png (image)*" in text
+    assert "A *square*." in text and "*Reply stopped: incomplete*" in text
+
+
+def test_json_round_trips_into_a_new_conversation(client, alice, chat):
+    client.force_login(alice)
+    data = exported(client, chat, "json").json()
+    assert [m["role"] for m in data["messages"]] == ["user", "assistant"] * 2
+    assert data["messages"][0]["attachments"][0]["data"] == base64.b64encode(PNG).decode()
+
+    response = client.post("/import", json.dumps(data), content_type="application/json")
+
+    assert response.status_code == 200
+    copy = Conversation.objects.exclude(pk=chat.pk).get()
+    assert response.json()["url"] == f"/c/{copy.public_id}/"
+    assert copy.owner == alice and copy.system_prompt == "Be brief."
+    again = exported(client, copy, "json").json()
+    for key in ("format", "version", "title", "model", "system_prompt", "messages"):
+        assert again[key] == data[key], key
+    # The file is a new file of the copy, with the same bytes.
+    files = Attachment.objects.order_by("pk")
+    assert files.count() == 2 and files[0].stored_name != files[1].stored_name
+    assert default_storage.open(files[1].stored_name).read() == PNG
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"\xff not json", "The file is not JSON."),
+        (b'["a list"]', "The file is not a noboxweb conversation export."),
+        (b'{"format": "noboxweb.conversation", "version": 9}', "Only version 1 exports"),
+        (
+            b'{"format": "noboxweb.conversation", "version": 1, "messages": []}',
+            "The file holds no messages.",
+        ),
+        (
+            b'{"format": "noboxweb.conversation", "version": 1, "messages": [{"role": "system"}]}',
+            "Message 1 is not a user or assistant message.",
+        ),
+        (
+            b'{"format": "noboxweb.conversation", "version": 1, "messages": [{"role": "user",'
+            b' "content": 7}]}',
+            "content must be text.",
+        ),
+        (
+            b'{"format": "noboxweb.conversation", "version": 1, "messages": [{"role": "user",'
+            b' "attachments": [{"name": "x", "data": "AAEC"}]}]}',
+            "A file of message 1 is not a file we accept.",
+        ),
+    ],
+)
+def test_a_bad_file_is_refused_and_nothing_is_created(client, alice, body, message):
+    client.force_login(alice)
+    response = client.post("/import", body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["message"].startswith(message)
+    assert Conversation.objects.count() == 0 and Attachment.objects.count() == 0
+
+
+def test_an_import_over_the_size_limit_is_refused_unread(client, alice, settings):
+    settings.MAX_IMPORT_BYTES = 1024 * 1024
+    client.force_login(alice)
+    response = client.post("/import", b"x" * (1024 * 1024 + 1), content_type="application/json")
+    assert response.status_code == 413
+    assert Conversation.objects.count() == 0
+
+
+def test_someone_elses_conversation_cannot_be_exported(client, bob, chat):
+    client.force_login(bob)
+    assert client.get(f"/c/{chat.public_id}/export.json").status_code == 404
+    assert client.get(f"/c/{chat.public_id}/export.md").status_code == 404
+
+
+def test_import_needs_the_csrf_token(alice):
+    from django.test import Client
+
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(alice)
+    response = strict.post("/import", b"{}", content_type="application/json")
+    assert response.status_code == 403
