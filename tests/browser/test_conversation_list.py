@@ -42,7 +42,7 @@ def row_action(chat: ChatPage, conversation: str, action: str) -> None:
 
 def test_rename_in_place_saves_on_enter_and_cancels_on_escape(chat: ChatPage) -> None:
     conversation = new_chat(chat, "First words of a chat")
-    link = row(chat, conversation).locator("a")
+    link = row(chat, conversation).locator("a.conversation-link")
     expect(link).to_have_text("First words of a chat")
 
     row_action(chat, conversation, "rename")
@@ -59,7 +59,7 @@ def test_rename_in_place_saves_on_enter_and_cancels_on_escape(chat: ChatPage) ->
     expect(chat.page.locator("#chat-title")).to_have_text("Trip to Lisbon")
 
     chat.reload()
-    expect(row(chat, conversation).locator("a")).to_have_text("Trip to Lisbon")
+    expect(row(chat, conversation).locator("a.conversation-link")).to_have_text("Trip to Lisbon")
 
 
 def test_pin_moves_the_row_to_pinned_and_unpin_moves_it_back(chat: ChatPage) -> None:
@@ -185,6 +185,8 @@ def test_the_header_menu_appears_with_the_first_send(chat: ChatPage) -> None:
     menu.get_by_role("button", name="Save").click()
 
     expect(chat.page.locator("#chat-title")).to_have_text("Named from the header", timeout=QUICK)
-    expect(row(chat, conversation).locator("a")).to_have_text("Named from the header")
+    expect(row(chat, conversation).locator("a.conversation-link")).to_have_text(
+        "Named from the header"
+    )
     chat.reload()
     expect(chat.page.locator("#chat-title")).to_have_text("Named from the header")
