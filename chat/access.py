@@ -15,7 +15,9 @@ def conversation_for(user: User, public_id: object) -> Conversation:
     if not isinstance(public_id, str) or not public_id or len(public_id) > 32:
         raise NotFound
     try:
-        return Conversation.objects.get(public_id=public_id, owner=user)
+        # A deleted conversation (waiting out its undo window) does not exist for anything but
+        # restoring it (chat.conversations.restore).
+        return Conversation.objects.live().get(public_id=public_id, owner=user)
     except Conversation.DoesNotExist as exc:
         raise NotFound from exc
 
@@ -32,7 +34,11 @@ def attachment_or_404(user: User, public_id: str) -> Attachment:
     if len(public_id) > 32:
         raise Http404("No such file")
     try:
-        return Attachment.objects.get(public_id=public_id, message__conversation__owner=user)
+        return Attachment.objects.get(
+            public_id=public_id,
+            message__conversation__owner=user,
+            message__conversation__deleted_at__isnull=True,
+        )
     except Attachment.DoesNotExist as exc:
         raise Http404("No such file") from exc
 

@@ -153,6 +153,13 @@ class AuditEvent(models.Model):
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_name or 'system'} {self.action}"
 
 
+class ConversationQuerySet(models.QuerySet["Conversation"]):
+    def live(self) -> ConversationQuerySet:
+        """Not deleted: a deleted conversation waits out its undo window (hidden everywhere),
+        then chat.conversations.purge_deleted removes it for good."""
+        return self.filter(deleted_at__isnull=True)
+
+
 class Conversation(models.Model):
     public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
     owner = models.ForeignKey(
@@ -167,6 +174,13 @@ class Conversation(models.Model):
     next_seq = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # Sidebar state (chat/conversations.py): pinned first, archived tucked away, and deleted
+    # ones hidden until their undo window has passed and they are purged.
+    pinned_at = models.DateTimeField(null=True, blank=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    objects = ConversationQuerySet.as_manager()
 
     class Meta:
         ordering: ClassVar[list[str]] = ["-updated_at"]
@@ -478,12 +492,14 @@ def share_token_hash(token: str) -> str:
 
 class ShareLinkQuerySet(models.QuerySet["ShareLink"]):
     def usable(self) -> ShareLinkQuerySet:
-        """Links that open: not revoked, not expired, and their owner still an active member."""
+        """Links that open: not revoked, not expired, their owner still an active member, and
+        their conversation not deleted (nor waiting out its undo window)."""
         now = timezone.now()
         return self.filter(
             Q(expires_at__isnull=True) | Q(expires_at__gt=now),
             revoked_at__isnull=True,
             owner__is_active=True,
+            conversation__deleted_at__isnull=True,
         )
 
     def for_token(self, token: str) -> ShareLink | None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from chat import share_views, views
+from chat import conversation_views, share_views, views
 
 app_name = "chat"
 
@@ -25,4 +25,11 @@ urlpatterns = [
     path("settings/", views.token_settings, name="settings"),
     path("api/models", views.models_list, name="models"),
     path("api/c/<str:public_id>/usage", views.conversation_usage, name="conversation_usage"),
+    # The conversation list (chat/conversation_views.py, docs/protocol.md).
+    path("api/conversations", conversation_views.search_conversations, name="search"),
+    path("api/conversations/<str:public_id>/rename", conversation_views.rename, name="api_rename"),
+    path("api/conversations/<str:public_id>/pin", conversation_views.pin, name="pin"),
+    path("api/conversations/<str:public_id>/archive", conversation_views.archive, name="archive"),
+    path("api/conversations/<str:public_id>/delete", conversation_views.delete, name="api_delete"),
+    path("api/conversations/<str:public_id>/restore", conversation_views.restore, name="restore"),
 ]

@@ -9,7 +9,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -18,7 +18,8 @@ from django.views.decorators.debug import sensitive_post_parameters, sensitive_v
 from django.views.decorators.http import require_GET, require_POST
 
 from chat import budgets, conversation_export, tokens, upstream, usage_report
-from chat.access import attachment_or_404, conversation_or_404
+from chat import conversations as conversation_list
+from chat.access import NotFound, attachment_or_404, conversation_or_404
 from chat.attachments import attachment_response
 from chat.forms import RenameForm, TokenForm
 from chat.models import Conversation, NoboxToken, Usage, User, WireMessage
@@ -73,11 +74,7 @@ def _chat_page(request: HttpRequest, conversation: Conversation | None) -> HttpR
             # comes back here), instead of pointing at a model picker that cannot fill.
             "needs_token": needs_token,
             "token_form": TokenForm() if needs_token else None,
-            # Not user.conversations: the related manager sets each row's owner, which loads
-            # the deferred owner_id with one query per row.
-            "conversations": Conversation.objects.filter(owner=user).only(
-                "public_id", "title", "updated_at"
-            )[:SIDEBAR_SIZE],
+            "conversations": conversation_list.sidebar(user, SIDEBAR_SIZE),
             "conversation": conversation,
             "page_data": page_data,
             "limits": page_data["limits"],
@@ -165,7 +162,12 @@ def rename(request: HttpRequest, public_id: str) -> HttpResponse:
 @login_required
 @require_POST
 def delete(request: HttpRequest, public_id: str) -> HttpResponse:
-    conversation_or_404(_user(request), public_id).delete()
+    """The form fallback of the JSON delete (chat.conversation_views): the same soft delete,
+    which stops a running reply and is purged after the undo window."""
+    try:
+        conversation_list.delete(_user(request), public_id)
+    except NotFound as exc:
+        raise Http404("No such conversation") from exc
     messages.success(request, "Conversation deleted.")
     return redirect("chat:home")
 

@@ -303,6 +303,9 @@ REPLY_CHECKPOINT_INTERVAL = env_float("REPLY_CHECKPOINT_INTERVAL", 1.0)
 # marked interrupted by the sweep, which runs every REPLY_SWEEP_INTERVAL seconds in each process.
 REPLY_ORPHAN_AFTER = env_float("REPLY_ORPHAN_AFTER", 10.0)
 REPLY_SWEEP_INTERVAL = env_float("REPLY_SWEEP_INTERVAL", 5.0)
+# A deleted conversation can be restored (Undo) for this long (seconds); the same sweep then
+# purges it for good.
+CONVERSATION_UNDO_SECONDS = env_float("CONVERSATION_UNDO_SECONDS", 10.0, minimum=1.0)
 # The relay's repairs (chat.replies.hub), in seconds: how often the watchdog looks; how long a
 # socket waits for the generating process to answer `sync` before the database checkpoint is
 # shown; how long a followed reply may stay silent before its row is checked for a lost `done`.

@@ -141,5 +141,6 @@ def test_the_migration_moves_inline_attachments_out_and_back(alice):
     back = migrate("0003_audit_and_admin")
     assert back.get_model("chat", "Message").objects.get().attachments == INLINE
     assert not ({f.stored_name for f in files} & stored_names())
-    latest = MigrationExecutor(connection).loader.graph.leaf_nodes("chat")
-    migrate(latest[0][1])  # leave the schema as the other tests expect it
+    # Leave the schema as the other tests expect it: every migration applied.
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())

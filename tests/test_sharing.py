@@ -16,6 +16,7 @@ from django.test import Client
 from django.utils import timezone
 
 from chat import sharing, tokens
+from chat.conversations import purge_deleted
 from chat.models import (
     Attachment,
     AuditEvent,
@@ -269,8 +270,13 @@ def test_the_list_shows_views_and_the_last_view(as_alice, as_bob, alice_chat):
 def test_deleting_the_conversation_kills_its_links(as_alice, alice_chat):
     token = make_link(alice_chat)
     as_alice.post(f"/c/{alice_chat.public_id}/delete")
-    assert not ShareLink.objects.exists()
+    # Dead at once; the rows go when the undo window has passed and the conversation is purged.
     assert as_alice.get(f"/s/{token}").status_code == 404
+    Conversation.objects.filter(pk=alice_chat.pk).update(
+        deleted_at=timezone.now() - timedelta(minutes=1)
+    )
+    purge_deleted()
+    assert not ShareLink.objects.exists()
 
 
 # --- the shared page ------------------------------------------------------------------------------

@@ -35,7 +35,10 @@ def test_it_interrupts_only_the_replies_whose_process_stopped(alice: User) -> No
 
     call_command("sweep_replies", stdout=out)
 
-    assert out.getvalue().strip() == "Marked 1 orphaned replies as interrupted."
+    assert out.getvalue().splitlines() == [
+        "Marked 1 orphaned replies as interrupted.",
+        "Purged 0 deleted conversations.",
+    ]
     orphan.refresh_from_db()
     alive.refresh_from_db()
     assert (orphan.status, orphan.content) == ("interrupted", "half")

@@ -18,6 +18,7 @@ from django.contrib.auth.models import Group, Permission
 from django.db.models import Model
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 
 from chat import attachments, sharing, tokens
 from chat.models import (
@@ -80,6 +81,11 @@ class World:
 
     def fresh_conversation(self) -> Conversation:
         return Conversation.objects.create(owner=self.users["owner"], title="throwaway")
+
+    def fresh_deleted_conversation(self) -> Conversation:
+        return Conversation.objects.create(
+            owner=self.users["owner"], title="deleted", deleted_at=timezone.now()
+        )
 
     def owners_file(self) -> Attachment:
         """A text file sent in the owner's conversation, stored like any upload."""
@@ -175,6 +181,14 @@ def app_index(app: str) -> Callable[[World], str]:
     return lambda w: f"/admin/{app}/"
 
 
+def fresh_conversation_url(action: str) -> Callable[[World], str]:
+    return lambda w: f"/api/conversations/{w.fresh_conversation().public_id}/{action}"
+
+
+def conversation_url(action: str) -> Callable[[World], str]:
+    return lambda w: f"/api/conversations/{w.conversation.public_id}/{action}"
+
+
 SITE_CHECKS: dict[str, list[Check]] = {
     "chat:home": [Check("get", lambda w: "/", SIGNED_IN_ONLY)],
     "chat:conversation": [
@@ -222,6 +236,36 @@ SITE_CHECKS: dict[str, list[Check]] = {
             "get",
             lambda w: f"/c/{w.conversation.public_id}/delete",
             ("login", 405, 405, 405, 405, 405),
+        ),
+    ],
+    # The conversation list's JSON endpoints: a JSON 401 signed out, 404 for anyone's but the
+    # owner's conversation, POST only.
+    "chat:search": [
+        Check("get", lambda w: "/api/conversations?q=Alice", (401, 200, 200, 200, 200, 200)),
+        Check("post", lambda w: "/api/conversations", (405,) * 6),
+    ],
+    **{
+        f"chat:{name}": [
+            Check("post", fresh_conversation_url(action), (401, 200, 404, 404, 404, 404), data),
+            Check("get", conversation_url(action), (405,) * 6),
+        ]
+        for name, action, data in [
+            ("api_rename", "rename", {"title": "renamed"}),
+            ("pin", "pin", {"pinned": "true"}),
+            ("archive", "archive", {"archived": "true"}),
+            ("api_delete", "delete", {}),
+        ]
+    },
+    "chat:restore": [
+        Check(
+            "post",
+            lambda w: f"/api/conversations/{w.fresh_deleted_conversation().public_id}/restore",
+            (401, 200, 404, 404, 404, 404),
+        ),
+        Check(
+            "get",
+            lambda w: f"/api/conversations/{w.conversation.public_id}/restore",
+            (405,) * 6,
         ),
     ],
     "chat:settings": [Check("get", lambda w: "/settings/", SIGNED_IN_ONLY)],

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
+from chat.conversations import purge_deleted
 from chat.models import Conversation, Message, NoboxToken
 from tests.conftest import ALICE_TOKEN
 
@@ -77,6 +80,13 @@ def test_the_owner_can_rename_and_delete(as_alice, alice_chat):
     assert alice_chat.title == "Renamed"
     response = as_alice.post(f"/c/{alice_chat.public_id}/delete")
     assert response.status_code == 302
+    # Deleted at once for the user; purged for good once the undo window has passed.
+    assert not Conversation.objects.live().filter(pk=alice_chat.pk).exists()
+    assert as_alice.get(f"/c/{alice_chat.public_id}/").status_code == 404
+    Conversation.objects.filter(pk=alice_chat.pk).update(
+        deleted_at=timezone.now() - timedelta(minutes=1)
+    )
+    assert purge_deleted() == 1
     assert not Conversation.objects.filter(pk=alice_chat.pk).exists()
     assert not Message.objects.filter(conversation_id=alice_chat.pk).exists()
 
@@ -260,7 +270,7 @@ def test_a_long_conversation_page_carries_its_latest_messages_in_few_queries(
     data = page_data(response)
     assert [m["seq"] for m in data["messages"]] == list(range(901, 1001))
     assert data["older_messages"] is True
-    assert response.text.count('<li><a href="/c/') == 151
+    assert response.text.count('<li class="conversation-row" data-id=') == 151
 
 
 def test_older_messages_come_a_page_at_a_time(as_alice, long_chat):

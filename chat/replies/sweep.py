@@ -1,5 +1,6 @@
 """The orphan sweep: a reply whose process stopped heart-beating (killed, frozen, cut off from the
-database) is marked `interrupted`, keeping its last checkpoint, and its `done` announced."""
+database) is marked `interrupted`, keeping its last checkpoint, and its `done` announced. The same
+periodic task purges deleted conversations whose undo window has passed (chat.conversations)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from chat import database
+from chat.conversations import purge_deleted
 from chat.models import Message
 from chat.replies import events
 from chat.replies.hub import get_hub
@@ -98,4 +100,8 @@ async def _sweep_forever() -> None:
             await sweep_and_announce()
         except Exception:
             log.exception("reply sweep failed")
+        try:
+            await database.in_db_pool(purge_deleted)()
+        except Exception:
+            log.exception("purging deleted conversations failed")
         await asyncio.sleep(settings.REPLY_SWEEP_INTERVAL)

@@ -231,7 +231,8 @@ def _lockable_conversations(
     if not named:
         return {}
     found = (
-        Conversation.objects.select_for_update()
+        Conversation.objects.live()
+        .select_for_update()
         .filter(public_id__in=[public_id for _, public_id in named])
         .order_by("pk")
     )
@@ -279,6 +280,9 @@ def _find_sent(user: User, client_id: str) -> Turn | None:
     )
     if sent is None:
         return None
+    if sent.conversation.deleted_at is not None:
+        # Resent after its chat was deleted: the chat is gone for this user.
+        raise Refused("not_found", "No such conversation.")
     reply = sent.conversation.messages.filter(seq=sent.seq + 1).first()
     if reply is None:
         return None
@@ -303,7 +307,10 @@ def _locked_conversation(user: User, req: SendRequest) -> Conversation:
         raise Refused("not_found", "No such conversation.") from exc
     # The row lock serialises concurrent sends to one conversation (PostgreSQL); SQLite's
     # IMMEDIATE transactions already serialise all writers.
-    return Conversation.objects.select_for_update().get(pk=conversation.pk)
+    try:
+        return Conversation.objects.live().select_for_update().get(pk=conversation.pk)
+    except Conversation.DoesNotExist as exc:  # deleted since the lookup above
+        raise Refused("not_found", "No such conversation.") from exc
 
 
 def fallback_title(text: str) -> str:

@@ -6,6 +6,7 @@ import { Composer } from "./composer.js";
 import { ModelPicker } from "./models.js";
 import { codeForCopyButton } from "./render.js";
 import { ConversationCost } from "./cost.js";
+import { HeaderMenu, Sidebar } from "./sidebar.js";
 
 const $ = (selector) => document.querySelector(selector);
 const page = JSON.parse($("#page-data").textContent);
@@ -174,68 +175,58 @@ async function copyText(text, button) {
 
 // --- sidebar ------------------------------------------------------------------------------------
 
-const conversationList = $("#conversation-list");
 const chatTitle = $("#chat-title");
 
 function conversationHref(id) {
   return urls.conversationUrl.replace("CONVERSATION_ID", encodeURIComponent(id));
 }
 
-/** The row's Share entry, as the server renders it for rows it lists. */
-function shareLink(id, title) {
-  const share = document.createElement("a");
-  share.className = "row-share";
-  share.href = urls.shareUrl.replace("CONVERSATION_ID", encodeURIComponent(id));
-  share.title = "Share";
-  share.setAttribute("aria-label", `Share “${title || "New chat"}”`);
-  share.textContent = "Share";
-  return share;
+function showTitle(title) {
+  chatTitle.textContent = title || "New chat";
+  document.title = `${title || "New chat"} · noboxweb`;
 }
+
+function shareHref(id) {
+  return urls.shareUrl.replace("CONVERSATION_ID", encodeURIComponent(id));
+}
+
+// The list, its actions and search live in sidebar.js; this page only tells it what it shows.
+const sidebar = new Sidebar($("#sidebar"), {
+  current: state.conversation,
+  href: conversationHref,
+  shareHref,
+  homeUrl: $(".new-chat").href,
+  onRenamed(id, title) {
+    if (id !== state.conversation) return;
+    showTitle(title);
+    headerMenu.attach(id, title);
+  },
+  onError: (message) => showBanner(message, { key: "conversation-list" }),
+});
+const headerMenu = new HeaderMenu($("#conversation-menu"), sidebar,
+                                  { href: conversationHref, shareHref });
+if (state.conversation) headerMenu.attach(state.conversation, $("#rename-title").value);
 
 /** Put the conversation at the top of the sidebar (it is the most recently updated). */
 function bumpConversation(id, title) {
-  let link = conversationList.querySelector(`a[data-id="${CSS.escape(id)}"]`);
-  if (!link) {
-    link = document.createElement("a");
-    link.href = conversationHref(id);
-    link.dataset.id = id;
-    link.textContent = title || "New chat";
-    const item = document.createElement("li");
-    item.append(link, shareLink(id, title));
-    conversationList.prepend(item);
-    $(".conversation-list-empty").hidden = true;
-  } else if (link.parentElement !== conversationList.firstElementChild) {
-    conversationList.prepend(link.parentElement);
-  }
-  if (id === state.conversation) {
-    for (const current of conversationList.querySelectorAll("a.current")) {
-      current.classList.remove("current");
-      current.removeAttribute("aria-current");
-    }
-    link.classList.add("current");
-    link.setAttribute("aria-current", "page");
-  }
+  sidebar.bump(id, title);
 }
 
-/** A conversation's new title, wherever the page shows it. */
+/** A conversation's new title (it was named after its first reply), wherever it shows. */
 function renameConversation(id, title) {
-  const link = conversationList.querySelector(`a[data-id="${CSS.escape(id)}"]`);
-  if (link) link.textContent = title;
-  if (id === state.conversation) {
-    chatTitle.textContent = title;
-    document.title = `${title} · noboxweb`;
-  }
+  sidebar.retitle(id, title);
 }
 
-/** The first `ack` of a new chat: this page now shows that conversation. */
+/** The first `ack` of a new chat: this page now shows that conversation, with its menu. */
 const conversationCost = new ConversationCost($("#conversation-cost"), urls.usageUrl);
 
 function adoptConversation(id, title) {
   state.conversation = id;
   conversationCost.adopt(id);
   history.replaceState(null, "", conversationHref(id));
-  chatTitle.textContent = title || "New chat";
-  document.title = `${title || "New chat"} · noboxweb`;
+  showTitle(title);
+  sidebar.setCurrent(id);
+  headerMenu.attach(id, title);
 }
 
 const sidebarToggle = $("#sidebar-toggle");
@@ -259,12 +250,6 @@ document.addEventListener("keydown", (event) => {
     sidebarToggle.focus();
   }
 });
-
-for (const form of document.querySelectorAll("form[data-confirm]")) {
-  form.addEventListener("submit", (event) => {
-    if (!window.confirm(form.dataset.confirm)) event.preventDefault();
-  });
-}
 
 // --- settings panel -----------------------------------------------------------------------------
 
