@@ -129,7 +129,7 @@ class ChatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     async def _on_subscribe(self, frame: dict[str, Any]) -> None:
         conversation = await self._owned(required_id(frame, "conversation"))
-        await self._watch(conversation)
+        await self._watch(conversation, state_follows=True)
         after_seq = optional_int(frame, "after_seq") or 0
         await self.feed.send_state(conversation.public_id, conversation.pk, after_seq)
 
@@ -137,7 +137,8 @@ class ChatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         request = parse_send(frame)
         turn = await get_intake().store(self.user, request)
         if self.conversation is None or self.conversation.pk != turn.conversation.pk:
-            await self._watch(turn.conversation)
+            # A duplicate's state follows the ack (below); a fresh turn's events start after it.
+            await self._watch(turn.conversation, state_follows=turn.duplicate)
         conversation = turn.conversation
         self.feed.queue_frame(
             events.ack_frame(
@@ -168,9 +169,9 @@ class ChatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         except NotFound as exc:
             raise Refused("not_found", "No such conversation.") from exc
 
-    async def _watch(self, conversation: Conversation) -> None:
+    async def _watch(self, conversation: Conversation, *, state_follows: bool = False) -> None:
         self.conversation = conversation
-        await self.feed.watch(conversation.public_id)
+        await self.feed.watch(conversation.public_id, state_follows=state_follows)
 
     def _refuse(
         self, code: str, message: str, frame: dict[str, Any], retry_after: float | None = None

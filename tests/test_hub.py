@@ -4,6 +4,7 @@ falls behind, switching conversations, lost `done`s. Real consumer, real hub, re
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -193,3 +194,39 @@ async def test_a_sync_asked_before_the_generation_registered_is_answered_when_it
         "reply": w.reply,
         "text": "live text",
     }
+
+
+async def test_events_while_a_socket_starts_watching_wait_for_its_state(alice):
+    """What happens between watching and reading the state must not reach the page before the
+    state does (the state then replaces the text the page has): it is held, then relayed."""
+    from chat.replies.feed import Feed
+
+    row = await streaming_reply(alice, content="")
+    conversation = row.conversation.public_id
+    hub = await get_hub()
+    generation = StandInGeneration(row.public_id, conversation)
+    await hub.register(generation)
+    sent: list[dict[str, Any]] = []
+
+    async def send(text: str) -> None:
+        sent.append(json.loads(text))
+
+    feed = Feed(hub, send)
+    try:
+        await feed.watch(conversation, state_follows=True)
+        # The reply goes on meanwhile (another process's, say): a piece is published.
+        generation.text = "early text"
+        hub.publish(conversation, events.delta(row.public_id, 0, "early text"))
+        await asyncio.sleep(0.05)
+        assert sent == [], "an event reached the page before its state"
+
+        await feed.send_state(conversation, row.conversation.pk, 0)
+        while not any(f["type"] == "snapshot" for f in sent):
+            await asyncio.sleep(0.01)
+        kinds = [f["type"] for f in sent]
+        assert kinds[0] == "history"
+        assert {"type": "snapshot", "reply": row.public_id, "text": "early text"} in sent
+        assert "delta" not in kinds[: kinds.index("snapshot")]
+    finally:
+        feed.close()
+        hub.unregister(generation)

@@ -64,14 +64,23 @@ class Feed:
 
     # --- what the socket watches ---------------------------------------------------------------
 
-    async def watch(self, conversation: str) -> None:
+    async def watch(self, conversation: str, *, state_follows: bool = False) -> None:
+        """Follow `conversation`. With `state_follows` (the caller sends its state next), events
+        are held from now on, not from `send_state`: one relayed while the watch is being set
+        up would reach the page before the state that then replaces its text."""
         if self.conversation is not None:
             self.hub.unwatch(self.conversation, self)
         self.conversation = conversation
         self.cursors = {}
         # Frames of the old conversation still queued are not for this page any more.
         self._outbox = deque(item for item in self._outbox if item.conversation is None)
-        await self.hub.watch(conversation, self)
+        if state_follows:
+            self._loading = []
+        try:
+            await self.hub.watch(conversation, self)
+        except BaseException:
+            self._loading = None  # no state will follow: nothing must stay held
+            raise
 
     async def send_state(self, conversation: str, conversation_pk: int, after_seq: int) -> None:
         """Messages after `after_seq` (and any still streaming), then the live replies.
@@ -79,7 +88,8 @@ class Feed:
         The socket already watches, so what happens during the read arrives as events: they are
         held until `history` is out, then relayed; each streaming reply restarts from a snapshot.
         """
-        self._loading = []
+        if self._loading is None:
+            self._loading = []
         try:
             messages = await _messages_since(conversation_pk, after_seq)
         except BaseException:
