@@ -22,6 +22,8 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.http import FileResponse
 
+from chat.models import Attachment
+
 log = logging.getLogger(__name__)
 
 IMAGE, AUDIO, TEXT = "image", "audio", "text"
@@ -95,6 +97,23 @@ def save_files(uploads: Iterable[Upload]) -> list[str]:
     return [
         default_storage.save(f"attachments/{_suffix(upload)}", ContentFile(upload.data))
         for upload in uploads
+    ]
+
+
+def rows_for(uploads: list[Upload], stored_names: list[str]) -> list[Attachment]:
+    """Unsaved rows for uploads whose bytes are stored under `stored_names` (the caller sets
+    their message and position, or lets Conversation.add_turn do it)."""
+    return [
+        Attachment(
+            position=position,
+            kind=upload.kind.kind,
+            content_type=upload.kind.content_type,
+            audio_format=upload.kind.audio_format,
+            name=upload.name,
+            size=len(upload.data),
+            stored_name=stored_name,
+        )
+        for position, (upload, stored_name) in enumerate(zip(uploads, stored_names, strict=True))
     ]
 
 

@@ -157,19 +157,9 @@ def _create(
     )
     for seq, ((fields, uploads), names) in enumerate(zip(checked, stored, strict=True), 1):
         message = Message.objects.create(conversation=conversation, seq=seq, **fields)
-        rows = [
-            Attachment(
-                message=message,
-                position=position,
-                kind=upload.kind.kind,
-                content_type=upload.kind.content_type,
-                audio_format=upload.kind.audio_format,
-                name=upload.name,
-                size=len(upload.data),
-                stored_name=name,
-            )
-            for position, (upload, name) in enumerate(zip(uploads, names, strict=True))
-        ]
+        rows = attachments.rows_for(uploads, names)
+        for row in rows:
+            row.message = message
         Attachment.objects.bulk_create(rows)
         if rows:
             message.attachments = [row.reference() for row in rows]

@@ -86,18 +86,7 @@ def store_turn(user: User, req: SendRequest) -> Turn:
 
 
 def _unsaved_files(uploads: list[attachments.Upload]) -> list[Attachment]:
-    stored = attachments.save_files(uploads)
-    return [
-        Attachment(
-            kind=upload.kind.kind,
-            content_type=upload.kind.content_type,
-            audio_format=upload.kind.audio_format,
-            name=upload.name,
-            size=len(upload.data),
-            stored_name=stored_name,
-        )
-        for upload, stored_name in zip(uploads, stored, strict=True)
-    ]
+    return attachments.rows_for(uploads, attachments.save_files(uploads))
 
 
 def _within_limits(user: User, client_id: str) -> None:
