@@ -130,6 +130,23 @@ def _suffix(upload: Upload) -> str:
     return f"{secrets.token_urlsafe(16)}{extension}"
 
 
+def copies(files: Iterable[Attachment]) -> list[Attachment]:
+    """Unsaved attachments with the same files, copied in storage: each message owns its files,
+    so deleting one never takes another's."""
+    return [
+        Attachment(
+            position=f.position,
+            kind=f.kind,
+            content_type=f.content_type,
+            audio_format=f.audio_format,
+            name=f.name,
+            size=f.size,
+            stored_name=copy_stored(f.stored_name),
+        )
+        for f in files
+    ]
+
+
 def copy_stored(stored_name: str) -> str:
     """A new stored file with the same bytes (a copied conversation owns its own files)."""
     extension = stored_name.rsplit(".", 1)[-1]

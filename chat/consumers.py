@@ -14,15 +14,19 @@ from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
+from django.db import transaction
 from django.utils.crypto import constant_time_compare
 
+from chat import branches
 from chat.access import NotFound, conversation_for
 from chat.database import in_db_pool
 from chat.incoming_frames import (
     FrameError,
+    SendRequest,
     decode_frame,
     frame_ref,
     optional_int,
+    parse_regenerate,
     parse_send,
     required_id,
 )
@@ -33,7 +37,7 @@ from chat.replies.feed import Feed
 from chat.replies.hub import get_hub
 from chat.replies.intake import get_intake
 from chat.replies.sweep import ensure_sweeper
-from chat.replies.turns import Refused
+from chat.replies.turns import BUSY, NO_MESSAGE, Refused
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +121,8 @@ class ChatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         handler = {
             "subscribe": self._on_subscribe,
             "send": self._on_send,
+            "regenerate": self._on_regenerate,
+            "switch": self._on_switch,
             "stop": self._on_stop,
             "ping": self._on_ping,
         }.get(frame["type"])
@@ -131,29 +137,46 @@ class ChatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         conversation = await self._owned(required_id(frame, "conversation"))
         await self._watch(conversation, state_follows=True)
         after_seq = optional_int(frame, "after_seq") or 0
-        await self.feed.send_state(conversation.public_id, conversation.pk, after_seq)
+        await self.feed.send_state(conversation.public_id, after_seq)
 
     async def _on_send(self, frame: dict[str, Any]) -> None:
-        request = parse_send(frame)
+        await self._store(parse_send(frame))
+
+    async def _on_regenerate(self, frame: dict[str, Any]) -> None:
+        await self._store(parse_regenerate(frame))
+
+    async def _store(self, request: SendRequest) -> None:
+        """Store a turn (a `send`, or a `regenerate`'s new reply), answer `ack`, and start its
+        reply, or (a resent frame) send the state instead."""
         turn = await get_intake().store(self.user, request)
         if self.conversation is None or self.conversation.pk != turn.conversation.pk:
             # A duplicate's state follows the ack (below); a fresh turn's events start after it.
             await self._watch(turn.conversation, state_follows=turn.duplicate)
         conversation = turn.conversation
+        assert turn.shown is not None
         self.feed.queue_frame(
             events.ack_frame(
                 request.client_id,
                 conversation.public_id,
                 conversation.display_title,
                 turn.duplicate,
-                [turn.user_message.to_wire(), turn.reply.to_wire()],
+                turn.base,
+                turn.shown,
             )
         )
         if turn.duplicate:
-            after_seq = turn.user_message.seq - 1
-            await self.feed.send_state(conversation.public_id, conversation.pk, after_seq)
+            await self.feed.send_state(conversation.public_id, turn.base)
         else:
             await generation.start(turn)
+
+    async def _on_switch(self, frame: dict[str, Any]) -> None:
+        """Show another version of a message: every socket on the conversation reloads the
+        branch from where the two branches part."""
+        conversation = await self._owned(required_id(frame, "conversation"))
+        base = await switch_branch(conversation.pk, required_id(frame, "message"))
+        if self.conversation is None or self.conversation.pk != conversation.pk:
+            await self._watch(conversation)
+        self.feed.hub.publish(conversation.public_id, events.branched(conversation.public_id, base))
 
     async def _on_stop(self, frame: dict[str, Any]) -> None:
         conversation = await self._owned(required_id(frame, "conversation"))
@@ -217,6 +240,24 @@ def signed_out_code(user_pk: int, session_key: str | None) -> int | None:
         data.get(HASH_SESSION_KEY, ""), user.get_session_auth_hash()
     )
     return None if signed_in else events.CLOSE_SIGNED_OUT
+
+
+@in_db_pool
+def switch_branch(conversation_pk: int, message_id: str) -> int:
+    """Make the branch through `message_id` the visible one (down its newest versions); the
+    seq where it parts from the branch shown before. Refused while a reply is being written:
+    the page would lose sight of it."""
+    with transaction.atomic():
+        conversation = Conversation.objects.select_for_update().get(pk=conversation_pk)
+        if conversation.messages.streaming().exists():
+            raise Refused(*BUSY)
+        tree = branches.tree_of(conversation)
+        seq = conversation.messages.filter(public_id=message_id).values_list("seq", flat=True)
+        if not seq:
+            raise Refused(*NO_MESSAGE)
+        conversation.leaf_seq = tree.newest_leaf_under(seq[0])
+        conversation.save(update_fields=["leaf_seq"])
+        return tree.parent[seq[0]] or 0
 
 
 @in_db_pool

@@ -1,5 +1,6 @@
-"""A conversation as a file: Markdown to read, JSON to keep or move (every message with its
-metadata, usage and attachments), and the JSON imported back as a new conversation.
+"""A conversation as a file: Markdown to read (the branch its owner sees), JSON to keep or move
+(every message of every branch, with its place in the tree, metadata, usage and attachments),
+and the JSON imported back as a new conversation.
 
 The JSON is self-contained (attachments as base64) and versioned (`format`, `version`). Import
 trusts nothing in it: every field is checked as a `send` would be, files are recognised from
@@ -21,11 +22,14 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from chat import attachments
+from chat import attachments, branches
 from chat.models import Attachment, Conversation, Message, User
 
 FORMAT = "noboxweb.conversation"
-VERSION = 1
+# 2: messages carry `seq` and `parent` (the seq they follow) and the file the `leaf` shown;
+# 1 (still imported): one branch, in order.
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 STATUSES = {choice.value for choice in Message.Status} - {Message.Status.STREAMING.value}
 
 
@@ -34,6 +38,8 @@ STATUSES = {choice.value for choice in Message.Status} - {Message.Status.STREAMI
 
 def as_json(conversation: Conversation) -> dict[str, Any]:
     messages = conversation.messages.exclude(status=Message.Status.STREAMING)
+    messages = messages.prefetch_related("files")
+    tree = branches.tree_of(conversation)
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -44,12 +50,18 @@ def as_json(conversation: Conversation) -> dict[str, Any]:
         "temperature": conversation.temperature,
         "max_tokens": conversation.max_tokens,
         "created_at": conversation.created_at.isoformat(),
-        "messages": [_message_json(m) for m in messages.prefetch_related("files").order_by("seq")],
+        "leaf": tree.leaf,
+        "messages": [
+            _message_json(m, tree.parent)
+            for m in messages.prefetch_related("files").order_by("seq")
+        ],
     }
 
 
-def _message_json(message: Message) -> dict[str, Any]:
+def _message_json(message: Message, parents: dict[int, int | None]) -> dict[str, Any]:
     return {
+        "seq": message.seq,
+        "parent": parents[message.seq],
         "role": message.role,
         "content": message.content,
         "model": message.model,
@@ -85,8 +97,8 @@ def as_markdown(conversation: Conversation) -> str:
     lines = [f"# {conversation.display_title}", ""]
     if conversation.system_prompt:
         lines += ["> System prompt: " + conversation.system_prompt.replace("\n", "\n> "), ""]
-    kept = conversation.messages.exclude(status=Message.Status.STREAMING).order_by("seq")
-    for message in kept:
+    shown = branches.visible_messages(conversation, branches.load(conversation))
+    for message in (m for m in shown if m.status != Message.Status.STREAMING):
         lines += [f"## {_author(message)} · {message.created_at:%Y-%m-%d %H:%M} UTC", ""]
         lines += [f"*Attached: {ref['name']} ({ref['type']})*" for ref in message.attachments]
         if message.attachments:
@@ -119,6 +131,7 @@ def import_json(owner: User, raw: bytes) -> Conversation:
     if len(messages) > settings.MAX_IMPORT_MESSAGES:
         raise ImportRefused(f"At most {settings.MAX_IMPORT_MESSAGES} messages can be imported.")
     checked = [_checked_message(m, i) for i, m in enumerate(messages)]
+    _place_in_tree(messages, checked, data.get("version"))
     stored = [attachments.save_files(uploads) for _, uploads in checked]
     try:
         with transaction.atomic():
@@ -135,9 +148,33 @@ def _parsed(raw: bytes) -> dict[str, Any]:
         raise ImportRefused("The file is not JSON.") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ImportRefused("The file is not a noboxweb conversation export.")
-    if data.get("version") != VERSION:
-        raise ImportRefused(f"Only version {VERSION} exports can be imported.")
+    if data.get("version") not in READABLE_VERSIONS:
+        raise ImportRefused(
+            f"Only version {' and '.join(map(str, READABLE_VERSIONS))} exports can be imported."
+        )
     return data
+
+
+def _place_in_tree(
+    items: list[Any],
+    checked: list[tuple[dict[str, Any], list[attachments.Upload]]],
+    version: object,
+) -> None:
+    """Set each checked message's `parent_seq` (a position in the new conversation, counted
+    from 1 in file order): from a version 2 file's `seq`/`parent`, which must name a message
+    earlier in the file; a version 1 file is one branch."""
+    position: dict[object, int] = {}
+    for index, (item, (fields, _)) in enumerate(zip(items, checked, strict=True)):
+        if version == 1:
+            fields["parent_seq"] = index  # 0: the first
+            continue
+        parent = item.get("parent")
+        if parent is not None and (isinstance(parent, bool) or parent not in position):
+            raise ImportRefused(f"Message {index + 1} follows no earlier message of the file.")
+        fields["parent_seq"] = position[parent] if parent is not None else 0
+        seq = item.get("seq")
+        if isinstance(seq, int) and not isinstance(seq, bool):
+            position[seq] = index + 1
 
 
 def _create(
@@ -154,6 +191,9 @@ def _create(
         temperature=_number(data.get("temperature"), 0, 2),
         max_tokens=_whole(data.get("max_tokens"), 1, settings.MAX_OUTPUT_TOKENS),
         next_seq=len(checked) + 1,
+        leaf_seq=_imported_leaf(data, checked),
+        # One branch unless some message follows another than the one before it.
+        branched=any(fields["parent_seq"] != seq - 1 for seq, (fields, _) in enumerate(checked, 1)),
     )
     for seq, ((fields, uploads), names) in enumerate(zip(checked, stored, strict=True), 1):
         message = Message.objects.create(conversation=conversation, seq=seq, **fields)
@@ -165,6 +205,17 @@ def _create(
             message.attachments = [row.reference() for row in rows]
             message.save(update_fields=["attachments"])
     return conversation
+
+
+def _imported_leaf(
+    data: dict[str, Any], checked: list[tuple[dict[str, Any], list[attachments.Upload]]]
+) -> int | None:
+    """The new seq of the message the file says was shown last (None: the newest)."""
+    leaf = data.get("leaf")
+    seqs = [item.get("seq") for item in data["messages"]]
+    if data.get("version") == 1 or isinstance(leaf, bool) or leaf not in seqs:
+        return None
+    return seqs.index(leaf) + 1
 
 
 def _checked_message(item: object, index: int) -> tuple[dict[str, Any], list[attachments.Upload]]:

@@ -124,6 +124,17 @@ class SendRequest:
     system_prompt: str | None = None
     temperature: float | None = None
     max_tokens: int | None = None
+    # Where the turn goes in the conversation's tree (chat.branches), at most one of: after the
+    # reply `parent_id` (the last one the page shows), as a new version of the user message
+    # `edit_id`, or (no text) as a new version of the reply `regenerate_id`. None of them:
+    # after the branch the person sees.
+    parent_id: str | None = None
+    edit_id: str | None = None
+    regenerate_id: str | None = None
+
+    @property
+    def branches(self) -> bool:
+        return bool(self.parent_id or self.edit_id or self.regenerate_id)
 
 
 def parse_send(frame: dict[str, Any]) -> SendRequest:
@@ -131,19 +142,52 @@ def parse_send(frame: dict[str, Any]) -> SendRequest:
     files = _attachments(frame.get("attachments", []))
     if not text.strip() and not files:
         raise FrameError("invalid", "The message is empty.")
-    client_id = frame.get("client_id")
-    if not isinstance(client_id, str) or not CLIENT_ID.match(client_id):
-        raise FrameError("invalid", "client_id must be 1-64 letters, digits, '-' or '_'.")
+    parent_id, edit_id = optional_id(frame, "parent"), optional_id(frame, "edit")
+    conversation_id = optional_id(frame, "conversation")
+    if parent_id and edit_id:
+        raise FrameError("invalid", "A message follows either parent or edit, not both.")
+    if (parent_id or edit_id) and conversation_id is None:
+        raise FrameError("invalid", "parent and edit need the conversation.")
+    if edit_id and files:
+        raise FrameError("invalid", "An edit keeps the message's files; it cannot add any.")
     return SendRequest(
-        client_id=client_id,
-        conversation_id=optional_id(frame, "conversation"),
+        client_id=_client_id(frame),
+        conversation_id=conversation_id,
         text=text,
         model=_model(frame),
         attachments=files,
-        system_prompt=_optional_string(frame, "system", settings.MAX_SYSTEM_PROMPT_CHARS),
-        temperature=_temperature(frame.get("temperature")),
-        max_tokens=_max_tokens(frame.get("max_tokens")),
+        parent_id=parent_id,
+        edit_id=edit_id,
+        **_chat_options(frame),
     )
+
+
+def parse_regenerate(frame: dict[str, Any]) -> SendRequest:
+    """A `regenerate`: a new version of a reply (also how a failed one is retried), with the
+    conversation's model unless the frame names another."""
+    return SendRequest(
+        client_id=_client_id(frame),
+        conversation_id=required_id(frame, "conversation"),
+        text="",
+        model=_model(frame) if frame.get("model") is not None else "",
+        regenerate_id=required_id(frame, "reply"),
+        **_chat_options(frame),
+    )
+
+
+def _client_id(frame: dict[str, Any]) -> str:
+    client_id = frame.get("client_id")
+    if not isinstance(client_id, str) or not CLIENT_ID.match(client_id):
+        raise FrameError("invalid", "client_id must be 1-64 letters, digits, '-' or '_'.")
+    return client_id
+
+
+def _chat_options(frame: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "system_prompt": _optional_string(frame, "system", settings.MAX_SYSTEM_PROMPT_CHARS),
+        "temperature": _temperature(frame.get("temperature")),
+        "max_tokens": _max_tokens(frame.get("max_tokens")),
+    }
 
 
 def optional_id(frame: dict[str, Any], key: str) -> str | None:

@@ -172,6 +172,11 @@ class Conversation(models.Model):
     max_tokens = models.PositiveIntegerField(null=True, blank=True)
     # The next message's position; bumped under a row lock when messages are added.
     next_seq = models.PositiveIntegerField(default=1)
+    # The last message of the branch the person sees (chat.branches), set when they switch to
+    # another version of a message; None means the newest message, which every new turn is.
+    leaf_seq = models.PositiveIntegerField(null=True, blank=True)
+    # Set once any message has a second version (chat.branches): until then no tree is read.
+    branched = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now, db_index=True)
     # Sidebar state (chat/conversations.py): pinned first, archived tucked away, and deleted
@@ -202,8 +207,15 @@ class Conversation(models.Model):
         "temperature",
         "max_tokens",
         "next_seq",
+        "leaf_seq",
+        "branched",
         "updated_at",
     ]
+
+    @property
+    def visible_leaf(self) -> int:
+        """The seq of the last message of the branch the person sees (0: no message yet)."""
+        return self.leaf_seq if self.leaf_seq is not None else self.next_seq - 1
 
     def add_turn(
         self,
@@ -212,11 +224,13 @@ class Conversation(models.Model):
         files: list[Attachment],
         client_id: str,
         token_source: str,
+        parent_seq: int,
     ) -> tuple[Message, Message]:
         """Store the user's message (with its `files`, unsaved, whose bytes are already in
-        storage) and a streaming placeholder for the reply, under the caller's transaction and
-        row lock; saves this conversation's settings with them."""
-        user_message, reply = self.next_turn(author, text, client_id, token_source)
+        storage) after the message `parent_seq` (0: first), and a streaming placeholder for the
+        reply, under the caller's transaction and row lock; saves the conversation's settings
+        with them."""
+        user_message, reply = self.next_turn(author, text, client_id, token_source, parent_seq)
         user_message.attachments = [attachment.reference() for attachment in files]
         user_message.save(force_insert=True)
         for position, attachment in enumerate(files):
@@ -226,25 +240,49 @@ class Conversation(models.Model):
         self.save(update_fields=self.TURN_FIELDS)
         return user_message, reply
 
+    def add_reply(self, author: Any, client_id: str, token_source: str, parent_seq: int) -> Message:
+        """Store a streaming placeholder for a new version of the reply to the user message
+        `parent_seq` (regenerate, retry), asked for by `author` with `client_id`."""
+        now = timezone.now()
+        reply = self._placeholder(self.next_seq, parent_seq, token_source, now)
+        reply.author, reply.client_id = author, client_id
+        reply.save(force_insert=True)
+        self._moved_on(self.next_seq + 1, now)
+        self.save(update_fields=self.TURN_FIELDS)
+        return reply
+
     def next_turn(
-        self, author: Any, text: str, client_id: str, token_source: str
+        self,
+        author: Any,
+        text: str,
+        client_id: str,
+        token_source: str,
+        parent_seq: int,
     ) -> tuple[Message, Message]:
-        """The user's message and the reply's streaming placeholder, not saved yet, with this
-        conversation's `next_seq` and `updated_at` moved on (the caller saves all three)."""
+        """The user's message (after the message `parent_seq`, 0 for a first message) and
+        the reply's streaming placeholder, not saved yet, with this conversation's `next_seq`,
+        `leaf_seq` and `updated_at` moved on (the caller saves all three)."""
         now = timezone.now()
         seq = self.next_seq
         user_message = Message(
             conversation=self,
             seq=seq,
+            parent_seq=parent_seq,
             role=Message.Role.USER,
             author=author,
             content=text,
             client_id=client_id,
             created_at=now,
         )
-        reply = Message(
+        reply = self._placeholder(seq + 1, seq, token_source, now)
+        self._moved_on(seq + 2, now)
+        return user_message, reply
+
+    def _placeholder(self, seq: int, parent_seq: int, token_source: str, now: Any) -> Message:
+        return Message(
             conversation=self,
-            seq=seq + 1,
+            seq=seq,
+            parent_seq=parent_seq,
             role=Message.Role.ASSISTANT,
             model=self.model,
             token_source=token_source,
@@ -252,9 +290,10 @@ class Conversation(models.Model):
             created_at=now,
             heartbeat_at=now,
         )
-        self.next_seq = seq + 2
-        self.updated_at = now
-        return user_message, reply
+
+    def _moved_on(self, next_seq: int, now: Any) -> None:
+        # The new reply is the newest message, so the branch the person sees ends there.
+        self.next_seq, self.leaf_seq, self.updated_at = next_seq, None, now
 
 
 class MessageQuerySet(models.QuerySet["Message"]):
@@ -327,6 +366,8 @@ class WireMessage(TypedDict):
     usage: WireUsage | None
     cost: str | None
     created_at: str
+    # The ids of its versions (it included), oldest first, when there are several; else [].
+    versions: list[str]
 
 
 class Message(models.Model):
@@ -347,9 +388,15 @@ class Message(models.Model):
         Conversation, on_delete=models.CASCADE, related_name="messages"
     )
     seq = models.PositiveIntegerField()
+    # The message this one follows: its seq in the same conversation, 0 for a first message,
+    # NULL for "the message before it" (rows older than branches, and rows made by hand).
+    # Messages that follow the same one are versions of each other: an edited user message, a
+    # regenerated reply (chat.branches).
+    parent_seq = models.PositiveIntegerField(null=True, blank=True)
     role = models.CharField(max_length=16, choices=Role.choices)
-    # Who wrote a user message (NULL for replies): idempotency keys are unique per person, not
-    # per conversation, so a resent `send` for a new chat finds the chat it already made.
+    # Who wrote a user message, or asked for a new version of a reply (NULL for other replies):
+    # idempotency keys are unique per person, not per conversation, so a resent `send` for a
+    # new chat finds the chat it already made.
     author = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.CASCADE,
@@ -409,11 +456,14 @@ class Message(models.Model):
     def __str__(self) -> str:
         return f"{self.role} #{self.seq} in {self.conversation_id}"
 
-    def to_wire(self) -> WireMessage:
-        """The message as the browser sees it (frames, page data). Never carries secrets."""
+    def to_wire(self, versions: list[str] | None = None) -> WireMessage:
+        """The message as the browser sees it (frames, page data), with its `versions`
+        (chat.branches.versions_of when the caller has not worked them out). Never carries
+        secrets."""
         return {
             "id": self.public_id,
             "seq": self.seq,
+            "versions": versions or [],
             "role": self.role,
             "content": self.content,
             "attachments": [_with_url(reference) for reference in self.attachments],

@@ -77,8 +77,7 @@ def _database_wait(user: User) -> float:
     now = timezone.now()
     recent = list(
         Message.objects.filter(
-            author=user,
-            role=Message.Role.USER,
+            author=user,  # their messages and the replies they regenerated
             created_at__gt=now - timedelta(seconds=WINDOW_SECONDS),
         )
         .order_by("-created_at")
@@ -130,7 +129,8 @@ def sent_last_minute(user_pks: list[int]) -> dict[int, int]:
     """Messages each person sent in the last minute (the database count), in one query."""
     since = timezone.now() - timedelta(seconds=WINDOW_SECONDS)
     rows = (
-        Message.objects.filter(author_id__in=user_pks, role=Message.Role.USER, created_at__gt=since)
+        # Every message a person asked for: their own, and replies they regenerated.
+        Message.objects.filter(author_id__in=user_pks, created_at__gt=since)
         .values("author_id")
         .annotate(n=Count("pk"))
         .values_list("author_id", "n")

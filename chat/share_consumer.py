@@ -153,7 +153,7 @@ class ShareViewerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         # arrives as events and is held until `history` is out.
         conversation = self.link.conversation
         await self.feed.watch(conversation.public_id, state_follows=True)
-        await self.feed.send_state(conversation.public_id, conversation.pk, after_seq)
+        await self.feed.send_state(conversation.public_id, after_seq)
 
     # --- what the viewer is sent ---------------------------------------------------------------
 

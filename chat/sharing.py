@@ -19,7 +19,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 
-from chat import attachments, audit
+from chat import attachments, audit, branches
 from chat.models import (
     Attachment,
     AuditEvent,
@@ -107,14 +107,16 @@ def new_link(
 
 
 def _snapshot_seq(conversation: Conversation) -> int:
-    """The last message a snapshot shows: everything stored now, except a turn still being
-    written (its question and its unfinished reply), whose text would keep changing."""
+    """The last message a snapshot shows: the branch the owner sees now, except a turn still
+    being written (its question and its unfinished reply), whose text would keep changing."""
     # The conversation's row lock orders this against a turn being stored at the same moment.
     locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    tree = branches.tree_of(locked)
     streaming = locked.messages.streaming().values_list("seq", flat=True).first()
-    if streaming is not None:
-        return max(streaming - 2, 0)
-    return locked.next_seq - 1
+    if streaming is None:
+        return tree.leaf or 0
+    question = tree.parent[streaming]
+    return (tree.parent[question] if question is not None else None) or 0
 
 
 def revoke_link(link: ShareLink, actor: User | None, request: HttpRequest | None = None) -> bool:
@@ -165,12 +167,18 @@ def _close_anonymous_viewers(
 # --- what a viewer sees -------------------------------------------------------------------------
 
 
+def _shown_seqs(link: ShareLink) -> list[int]:
+    """The messages the link shows: the branch up to its snapshot point, or the branch its
+    owner sees (live)."""
+    tree = branches.tree_of(link.conversation)
+    if link.snapshot_seq is None:
+        return tree.path()
+    return tree.path(link.snapshot_seq) if link.snapshot_seq else []
+
+
 def visible_messages(link: ShareLink) -> list[Message]:
-    """The messages the link shows: up to its snapshot point, or all of them (live)."""
-    messages = Message.objects.filter(conversation_id=link.conversation_id).order_by("seq")
-    if link.snapshot_seq is not None:
-        messages = messages.filter(seq__lte=link.snapshot_seq)
-    return list(messages)
+    messages = Message.objects.filter(conversation_id=link.conversation_id)
+    return list(messages.filter(seq__in=_shown_seqs(link)).order_by("seq"))
 
 
 def for_viewer(message: WireMessage, show_cost: bool, token: str) -> WireMessage:
@@ -186,6 +194,7 @@ def for_viewer(message: WireMessage, show_cost: bool, token: str) -> WireMessage
         shown["usage"] = None
     if shown["error"] is not None:
         shown["error"] = {"code": shown["error"]["code"], "message": SHARED_ERROR_MESSAGE}
+    shown["versions"] = []  # a viewer sees one branch and cannot reach the others
     return shown
 
 
@@ -194,9 +203,7 @@ def visible_file(link: ShareLink, public_id: str) -> Attachment | None:
     files = Attachment.objects.filter(
         public_id=public_id, message__conversation_id=link.conversation_id
     )
-    if link.snapshot_seq is not None:
-        files = files.filter(message__seq__lte=link.snapshot_seq)
-    return files.first()
+    return files.filter(message__seq__in=_shown_seqs(link)).first()
 
 
 def owner_label(link: ShareLink) -> str | None:
@@ -232,20 +239,9 @@ def _copy_files(originals: list[Message], copies: list[Message]) -> None:
     """Each copied message gets copies of its files (new stored files and ids): the copy must
     not depend on the original, which its owner may delete."""
     for original, copied in zip(originals, copies, strict=True):
-        files = list(original.files.all()) if original.attachments else []
-        rows = [
-            Attachment(
-                message=copied,
-                position=f.position,
-                kind=f.kind,
-                content_type=f.content_type,
-                audio_format=f.audio_format,
-                name=f.name,
-                size=f.size,
-                stored_name=attachments.copy_stored(f.stored_name),
-            )
-            for f in files
-        ]
+        rows = attachments.copies(original.files.all()) if original.attachments else []
+        for row in rows:
+            row.message = copied
         if rows:
             Attachment.objects.bulk_create(rows)
             copied.attachments = [row.reference() for row in rows]
@@ -256,6 +252,7 @@ def _copied(message: Message, into: Conversation, user: User, seq: int) -> Messa
     return Message(
         conversation=into,
         seq=seq,
+        parent_seq=seq - 1,  # the copy is the one branch that was shown (0: first)
         role=message.role,
         author=user if message.role == Message.Role.USER else None,
         content=message.content,

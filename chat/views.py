@@ -17,7 +17,7 @@ from django.utils.text import slugify
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_POST
 
-from chat import budgets, conversation_export, tokens, upstream, usage_report
+from chat import branches, budgets, conversation_export, tokens, upstream, usage_report
 from chat import conversations as conversation_list
 from chat.access import NotFound, attachment_or_404, conversation_or_404
 from chat.attachments import attachment_response
@@ -97,13 +97,13 @@ MESSAGES_PER_PAGE = 100
 def _latest_messages(
     conversation: Conversation, before_seq: int | None = None
 ) -> tuple[list[WireMessage], bool]:
-    """Up to MESSAGES_PER_PAGE messages before `before_seq` (the latest if None), oldest first,
-    and whether there are older ones."""
-    rows = conversation.messages.order_by("-seq")
-    if before_seq is not None:
-        rows = rows.filter(seq__lt=before_seq)
-    page = list(rows[: MESSAGES_PER_PAGE + 1])
-    return [m.to_wire() for m in reversed(page[:MESSAGES_PER_PAGE])], len(page) > MESSAGES_PER_PAGE
+    """Up to MESSAGES_PER_PAGE messages of the visible branch before `before_seq` (on the
+    branch that leads to it; the latest if None), oldest first, and whether there are older
+    ones."""
+    tree = branches.load(conversation)
+    shown = branches.latest_visible(conversation, tree, MESSAGES_PER_PAGE + 1, before_seq or 0)
+    older = len(shown) > MESSAGES_PER_PAGE
+    return branches.wire(shown[-MESSAGES_PER_PAGE:], tree), older
 
 
 @login_required

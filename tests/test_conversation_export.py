@@ -84,12 +84,55 @@ def test_json_round_trips_into_a_new_conversation(client, alice, chat):
     assert default_storage.open(files[1].stored_name).read() == PNG
 
 
+def test_every_branch_round_trips_and_markdown_reads_the_visible_one(client, alice, chat):
+    client.force_login(alice)
+    first = chat.messages.get(seq=1)
+    edit = {"client_id": "e", "conversation": chat.public_id, "text": "Look again", "model": "m"}
+    edited = store_turn(alice, parse_send(edit | {"edit": first.public_id}))
+    Message.objects.finish(edited.reply.pk, content="Still a square.", status="complete")
+    data = exported(client, chat, "json").json()
+    assert [(m["seq"], m["parent"]) for m in data["messages"]] == [
+        (1, None),
+        (2, 1),
+        (3, 2),
+        (4, 3),
+        (5, None),
+        (6, 5),
+    ]
+    assert data["leaf"] == 6
+    markdown = exported(client, chat, "md").content.decode()
+    assert "Look again" in markdown and "Half" not in markdown
+
+    client.post("/import", json.dumps(data), content_type="application/json")
+    copy = Conversation.objects.exclude(pk=chat.pk).get()
+    again = exported(client, copy, "json").json()
+    assert [(m["seq"], m["parent"], m["content"]) for m in again["messages"]] == [
+        (m["seq"], m["parent"], m["content"]) for m in data["messages"]
+    ]
+    assert again["leaf"] == 6 and copy.branched
+    # The edited first message keeps its file, as its own copy.
+    assert again["messages"][4]["attachments"] == data["messages"][0]["attachments"]
+
+
+def test_a_version_2_file_whose_parent_is_not_earlier_is_refused(client, alice):
+    client.force_login(alice)
+    body = {
+        "format": "noboxweb.conversation",
+        "version": 2,
+        "messages": [{"seq": 1, "parent": 2, "role": "user", "content": "hi"}],
+    }
+    response = client.post("/import", json.dumps(body), content_type="application/json")
+    assert response.status_code == 400
+    assert "follows no earlier message" in response.json()["error"]["message"]
+    assert not Conversation.objects.exists()
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
         (b"\xff not json", "The file is not JSON."),
         (b'["a list"]', "The file is not a noboxweb conversation export."),
-        (b'{"format": "noboxweb.conversation", "version": 9}', "Only version 1 exports"),
+        (b'{"format": "noboxweb.conversation", "version": 9}', "Only version 1 and 2 exports"),
         (
             b'{"format": "noboxweb.conversation", "version": 1, "messages": []}',
             "The file holds no messages.",

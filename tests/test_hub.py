@@ -220,7 +220,7 @@ async def test_events_while_a_socket_starts_watching_wait_for_its_state(alice):
         await asyncio.sleep(0.05)
         assert sent == [], "an event reached the page before its state"
 
-        await feed.send_state(conversation, row.conversation.pk, 0)
+        await feed.send_state(conversation, 0)
         while not any(f["type"] == "snapshot" for f in sent):
             await asyncio.sleep(0.01)
         kinds = [f["type"] for f in sent]

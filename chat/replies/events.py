@@ -11,6 +11,7 @@ Two families:
 | `delta`    | `delta()`    | `Hub` → each socket's `RelayCursor` → `delta` frame           |
 | `snapshot` | `snapshot()` | `Hub` → each socket's `RelayCursor` → `snapshot`/`delta`      |
 | `done`     | `done()`     | `Hub` → each watching socket → `done` frame                   |
+| `branch`   | `branched()` | `Hub` → each watching socket → `history` from the fork        |
 | `stop`     | `stop()`     | `Hub` → the generation of that reply, in its process          |
 | `sync`     | `sync()`     | `Hub` → that generation, which answers with a `snapshot`      |
 | `sign_out` | `sign_out()` | `Hub` → the user's sockets in every process: closed           |
@@ -67,6 +68,7 @@ def share_policy_channel() -> str:
 class StartedEvent(TypedDict):
     type: Literal["started"]
     conversation: str
+    base: int  # the seq of the message the first of `messages` follows (0: none)
     messages: list[WireMessage]
 
 
@@ -97,6 +99,15 @@ class TitleEvent(TypedDict):
     title: str
 
 
+class BranchEvent(TypedDict):
+    """The person switched the conversation to another branch at message `base` (the last one
+    the old and the new branch share): each socket reloads from there."""
+
+    type: Literal["branch"]
+    conversation: str
+    base: int
+
+
 class StopEvent(TypedDict):
     type: Literal["stop"]
     reply: str
@@ -122,14 +133,18 @@ class ShareClosedEvent(TypedDict):
     type: Literal["share_closed"]
 
 
-ConversationEvent = StartedEvent | DeltaEvent | SnapshotEvent | DoneEvent | TitleEvent
+ConversationEvent = StartedEvent | DeltaEvent | SnapshotEvent | DoneEvent | TitleEvent | BranchEvent
 ReplyEvent = StopEvent | SyncEvent
 UserEvent = SignOutEvent | RecheckEvent
 BusEvent = ConversationEvent | ReplyEvent | UserEvent | ShareClosedEvent
 
 
-def started(conversation: str, messages: list[WireMessage]) -> StartedEvent:
-    return {"type": "started", "conversation": conversation, "messages": messages}
+def started(conversation: str, base: int, messages: list[WireMessage]) -> StartedEvent:
+    return {"type": "started", "conversation": conversation, "base": base, "messages": messages}
+
+
+def branched(conversation: str, base: int) -> BranchEvent:
+    return {"type": "branch", "conversation": conversation, "base": base}
 
 
 def delta(reply: str, offset: int, text: str) -> DeltaEvent:
@@ -187,18 +202,25 @@ class AckFrame(TypedDict):
     conversation: str
     title: str
     duplicate: bool
+    base: int
     messages: list[WireMessage]
+
+
+# `base` in `ack`, `history` and `messages`: the page keeps the messages it holds up to that seq
+# and drops any later one the frame does not bring (it was on another branch).
 
 
 class HistoryFrame(TypedDict):
     type: Literal["history"]
     conversation: str
+    base: int
     messages: list[WireMessage]
 
 
 class MessagesFrame(TypedDict):
     type: Literal["messages"]
     conversation: str
+    base: int
     messages: list[WireMessage]
 
 
@@ -252,7 +274,12 @@ def pong_frame() -> PongFrame:
 
 
 def ack_frame(
-    client_id: str, conversation: str, title: str, duplicate: bool, messages: list[WireMessage]
+    client_id: str,
+    conversation: str,
+    title: str,
+    duplicate: bool,
+    base: int,
+    messages: list[WireMessage],
 ) -> AckFrame:
     return {
         "type": "ack",
@@ -260,16 +287,17 @@ def ack_frame(
         "conversation": conversation,
         "title": title,
         "duplicate": duplicate,
+        "base": base,
         "messages": messages,
     }
 
 
-def history_frame(conversation: str, messages: list[WireMessage]) -> HistoryFrame:
-    return {"type": "history", "conversation": conversation, "messages": messages}
+def history_frame(conversation: str, base: int, messages: list[WireMessage]) -> HistoryFrame:
+    return {"type": "history", "conversation": conversation, "base": base, "messages": messages}
 
 
-def messages_frame(conversation: str, messages: list[WireMessage]) -> MessagesFrame:
-    return {"type": "messages", "conversation": conversation, "messages": messages}
+def messages_frame(conversation: str, base: int, messages: list[WireMessage]) -> MessagesFrame:
+    return {"type": "messages", "conversation": conversation, "base": base, "messages": messages}
 
 
 def snapshot_frame(reply: str, text: str) -> SnapshotFrame:

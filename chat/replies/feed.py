@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q
 
+from chat import branches
 from chat.database import in_db_pool
-from chat.models import Message, WireMessage
+from chat.models import Conversation, Message, WireMessage
 from chat.replies import events
 from chat.replies.events import ConversationEvent, Frame
 from chat.replies.hub import Hub
@@ -82,8 +82,9 @@ class Feed:
             self._loading = None  # no state will follow: nothing must stay held
             raise
 
-    async def send_state(self, conversation: str, conversation_pk: int, after_seq: int) -> None:
-        """Messages after `after_seq` (and any still streaming), then the live replies.
+    async def send_state(self, conversation: str, after_seq: int) -> None:
+        """The visible branch after `after_seq` (or, when the page's `after_seq` is on another
+        branch, after the last message both share: the frame's `base`), then its live reply.
 
         The socket already watches, so what happens during the read arrives as events: they are
         held until `history` is out, then relayed; each streaming reply restarts from a snapshot.
@@ -91,11 +92,11 @@ class Feed:
         if self._loading is None:
             self._loading = []
         try:
-            messages = await _messages_since(conversation_pk, after_seq)
+            base, messages = await _messages_since(conversation, after_seq)
         except BaseException:
             self._loading = None
             raise
-        self._queue_about(events.history_frame(conversation, messages))
+        self._queue_about(events.history_frame(conversation, base, messages))
         for message in messages:
             if message["status"] == Message.Status.STREAMING:
                 self.cursors[message["id"]] = RelayCursor()
@@ -125,6 +126,8 @@ class Feed:
                 self._relay(event["reply"], waiting, waiting.on_snapshot(event["text"]))
         elif event["type"] == "title":
             self._queue(Queued(encoded or json.dumps(event), conversation=self.conversation))
+        elif event["type"] == "branch":
+            self._reload(event["conversation"], event["base"])
         elif event["type"] == "done":
             # Sent whether or not this socket saw the reply stream: a swept reply is news too,
             # and the final message replaces whatever text the browser holds.
@@ -136,7 +139,16 @@ class Feed:
         for message in event["messages"]:
             if message["status"] == Message.Status.STREAMING:
                 self.cursors.setdefault(message["id"], RelayCursor.from_start())
-        self._queue_about(events.messages_frame(event["conversation"], event["messages"]))
+        frame = events.messages_frame(event["conversation"], event["base"], event["messages"])
+        self._queue_about(frame)
+
+    def _reload(self, conversation: str, base: int) -> None:
+        """The conversation switched branches at `base`: send the new branch from there (no
+        reply runs while one switches, so there is nothing live to follow)."""
+        if self.conversation != conversation:
+            return
+        self._loading = self._loading if self._loading is not None else []
+        self.spawn(self.send_state(conversation, base))
 
     def _adopt(self, reply_id: str) -> RelayCursor:
         """A delta of a reply this socket never heard start (its `started` was lost): announce
@@ -146,10 +158,11 @@ class Feed:
         return cursor
 
     async def _announce(self, reply_id: str) -> None:
-        message = await _message(reply_id)
-        if message is None or self.conversation is None or self.cursors.get(reply_id) is None:
+        found = await _message(reply_id)
+        if found is None or self.conversation is None or self.cursors.get(reply_id) is None:
             return
-        self._queue_about(events.messages_frame(self.conversation, [message]))
+        base, message = found
+        self._queue_about(events.messages_frame(self.conversation, base, [message]))
         self.hub.follow(reply_id, self.conversation, sync=True)
 
     def _relay(
@@ -242,16 +255,22 @@ class Feed:
 
 
 @in_db_pool
-def _messages_since(conversation_pk: int, after_seq: int) -> list[WireMessage]:
-    return [
-        message.to_wire()
-        for message in Message.objects.filter(conversation_id=conversation_pk)
-        .filter(Q(seq__gt=after_seq) | Q(status=Message.Status.STREAMING))
-        .order_by("seq")
-    ]
+def _messages_since(conversation_id: str, after_seq: int) -> tuple[int, list[WireMessage]]:
+    """(base, the visible branch after it): base is `after_seq` when it is on the visible branch
+    (a streaming reply always is), else the last message of it that `after_seq` follows."""
+    conversation = Conversation.objects.filter(public_id=conversation_id).first()
+    if conversation is None:
+        return after_seq, []
+    tree = branches.load(conversation)
+    base = branches.base_for(tree, after_seq)
+    return base, branches.wire(branches.visible_messages(conversation, tree, after=base), tree)
 
 
 @in_db_pool
-def _message(public_id: str) -> WireMessage | None:
-    message = Message.objects.filter(public_id=public_id).first()
-    return message.to_wire() if message is not None else None
+def _message(public_id: str) -> tuple[int, WireMessage] | None:
+    """A message and the seq it follows (the `base` of a frame that brings it)."""
+    message = Message.objects.filter(public_id=public_id).select_related("conversation").first()
+    if message is None:
+        return None
+    tree = branches.load(message.conversation)
+    return branches.base_of(message, tree), branches.wire([message], tree)[0]

@@ -67,14 +67,14 @@ SHUTDOWN = Outcome(
 
 async def start(turn: Turn) -> None:
     """Announce the new turn to every watcher and start generating the reply."""
-    assert turn.request is not None and turn.token is not None
+    assert turn.request is not None and turn.token is not None and turn.shown is not None
     hub = await get_hub()
     conversation = turn.conversation.public_id
-    hub.publish(
-        conversation,
-        events.started(conversation, [turn.user_message.to_wire(), turn.reply.to_wire()]),
-    )
-    generation = Generation(hub, turn.reply.pk, turn.reply.public_id, conversation)
+    hub.publish(conversation, events.started(conversation, turn.base, turn.shown))
+    # The reply's versions cannot change while it is written (a new version of it, or of its
+    # question, would be a second reply at once: refused as busy), so `done` carries these.
+    versions = turn.shown[-1]["versions"]
+    generation = Generation(hub, turn.reply.pk, turn.reply.public_id, conversation, versions)
     task = asyncio.create_task(
         generation.run(turn.request, turn.token), name=f"reply {generation.reply_id}"
     )
@@ -97,11 +97,19 @@ async def interrupt_running() -> None:
 
 
 class Generation:
-    def __init__(self, hub: Hub, reply_pk: int, reply_id: str, conversation_id: str) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        reply_pk: int,
+        reply_id: str,
+        conversation_id: str,
+        versions: list[str] | None = None,
+    ) -> None:
         self.hub = hub
         self.reply_pk = reply_pk
         self.reply_id = reply_id
         self.conversation_id = conversation_id
+        self.versions = versions or []
         self.text = Coalescer(settings.REPLY_FLUSH_INTERVAL)
         self._timer: asyncio.TimerHandle | None = None
         self._stream_task: asyncio.Task[Outcome] | None = None
@@ -216,7 +224,7 @@ class Generation:
         )
 
     def _announce(self, message: Message) -> None:
-        self.hub.publish(self.conversation_id, events.done(message.to_wire()))
+        self.hub.publish(self.conversation_id, events.done(message.to_wire(self.versions)))
 
     # --- the database --------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from typing import Protocol
 
 from django.conf import settings
 
+from chat import branches
 from chat.database import in_db_pool
 from chat.models import Message, WireMessage
 from chat.replies import events
@@ -241,7 +242,7 @@ class Hub:
                         event["conversation"], time.monotonic()
                     )
             return
-        if event["type"] == "title":
+        if event["type"] == "title" or event["type"] == "branch":
             return  # about the conversation, not a reply
         reply_id = event["reply"]
         if event["type"] == "done":
@@ -350,9 +351,10 @@ class Hub:
 
 @in_db_pool
 def _reply_states(reply_ids: list[str]) -> dict[str, tuple[str, WireMessage]]:
+    found = list(Message.objects.filter(public_id__in=reply_ids))
     return {
-        message.public_id: (message.status, message.to_wire())
-        for message in Message.objects.filter(public_id__in=reply_ids)
+        message.public_id: (message.status, wire)
+        for message, wire in zip(found, branches.wire_any(found), strict=True)
     }
 
 

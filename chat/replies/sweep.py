@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from chat import database
+from chat import branches, database
 from chat.conversations import purge_deleted
 from chat.models import Message
 from chat.replies import events
@@ -78,8 +78,9 @@ async def sweep_and_announce() -> int:
             ", ".join(message.public_id for message in swept),
         )
     hub = await get_hub()
-    for message in swept:
-        hub.publish(message.conversation.public_id, events.done(message.to_wire()))
+    wired = await database.in_db_pool(branches.wire_any)(swept)
+    for message, wire in zip(swept, wired, strict=True):
+        hub.publish(message.conversation.public_id, events.done(wire))
     return len(swept)
 
 

@@ -11,10 +11,10 @@ from typing import Any
 from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
-from chat import attachments, budgets, limits, rate_limits, tokens
+from chat import attachments, branches, budgets, limits, rate_limits, tokens
 from chat.access import NotFound, conversation_for
 from chat.incoming_frames import SendRequest
-from chat.models import Attachment, Conversation, Message, NoboxToken, User
+from chat.models import Attachment, Conversation, Message, NoboxToken, User, WireMessage
 from chat.nobox import ChatRequest
 
 
@@ -29,11 +29,13 @@ class Refused(Exception):
 
 
 BUSY = ("busy", "A reply is still being written in this conversation.")
+NO_MESSAGE = ("not_found", "No such message in this conversation.")
 
 
 @dataclass
 class Turn:
-    """A stored turn. A fresh one (not `duplicate`) carries what its generation needs."""
+    """A stored turn: a user message and the reply to it, or (regenerate) only a new version
+    of a reply. A fresh one (not `duplicate`) carries what its generation needs."""
 
     conversation: Conversation
     user_message: Message
@@ -41,6 +43,10 @@ class Turn:
     duplicate: bool
     request: ChatRequest | None = None
     token: tokens.UsableToken | None = None
+    # What the page is sent of the turn (`ack`, `messages`), with their versions, and `base`:
+    # the seq of the message the first of them follows (docs/protocol.md, *Branches*).
+    shown: list[WireMessage] | None = None
+    base: int = 0
 
 
 def store_turn(user: User, req: SendRequest) -> Turn:
@@ -64,13 +70,10 @@ def store_turn(user: User, req: SendRequest) -> Turn:
             # client_id) and on one streaming reply per conversation refuse the insert, and
             # which of the two it was is told apart below, after the rollback.
             _apply_settings(conversation, req)
-            user_message, reply = conversation.add_turn(
-                user, req.text, files, req.client_id, token.source
-            )
-            NoboxToken.objects.filter(pk=token.record_pk).update(
-                last_used_at=user_message.created_at
-            )
-            request = _chat_request(conversation, list(_kept(conversation)))
+            user_message, reply = _add(conversation, user, req, token, files)
+            NoboxToken.objects.filter(pk=token.record_pk).update(last_used_at=reply.created_at)
+            tree = branches.load(conversation)
+            request = _chat_request(conversation, _on_branch(conversation, tree, user_message))
     except IntegrityError as exc:
         attachments.discard(f.stored_name for f in files)
         # A twin stored the same client_id (the unique index made us wait for it), or a reply
@@ -82,7 +85,65 @@ def store_turn(user: User, req: SendRequest) -> Turn:
     except BaseException:
         attachments.discard(f.stored_name for f in files)
         raise
-    return Turn(conversation, user_message, reply, False, request, token)
+    return _shown(Turn(conversation, user_message, reply, False, request, token), tree)
+
+
+def _add(
+    conversation: Conversation,
+    user: User,
+    req: SendRequest,
+    token: tokens.UsableToken,
+    files: list[Attachment],
+) -> tuple[Message, Message]:
+    """Store the turn where the request puts it in the conversation's tree. An edit's copies of
+    the edited message's files join `files` (so they are removed if the turn does not land)."""
+    if not req.branches:
+        return conversation.add_turn(
+            user, req.text, files, req.client_id, token.source, conversation.visible_leaf
+        )
+    tree = branches.tree_of(conversation)
+    conversation.branched = True  # saved with the turn
+    if req.regenerate_id:
+        earlier = _message_in(conversation, req.regenerate_id, Message.Role.ASSISTANT)
+        question = tree.parent[earlier.seq] or 0
+        user_message = conversation.messages.get(seq=question)
+        reply = conversation.add_reply(user, req.client_id, token.source, question)
+        return user_message, reply
+    if req.parent_id:
+        parent_seq = _message_in(conversation, req.parent_id).seq
+    else:
+        edited = _message_in(conversation, req.edit_id or "", Message.Role.USER)
+        parent_seq = tree.parent[edited.seq] or 0
+        files.extend(attachments.copies(edited.files.all()))
+    return conversation.add_turn(user, req.text, files, req.client_id, token.source, parent_seq)
+
+
+def _message_in(conversation: Conversation, public_id: str, role: str | None = None) -> Message:
+    found = conversation.messages.filter(public_id=public_id)
+    message = (found.filter(role=role) if role else found).first()
+    if message is None:
+        raise Refused(*NO_MESSAGE)
+    return message
+
+
+def _on_branch(
+    conversation: Conversation, tree: branches.Tree | None, last: Message
+) -> list[Message]:
+    """The finished messages of the branch that ends at `last`: the prompt's turns."""
+    kept = conversation.messages.exclude(status=Message.Status.STREAMING)
+    if tree is not None:
+        kept = kept.filter(seq__in=tree.path(last.seq))
+    return list(kept.prefetch_related("files").order_by("seq"))
+
+
+def _shown(turn: Turn, tree: branches.Tree | None) -> Turn:
+    """`turn` with what the page is shown of it: a regenerated reply alone (its user message
+    is already on the page), else both messages."""
+    regenerated = turn.reply.client_id is not None
+    shown = [turn.reply] if regenerated else [turn.user_message, turn.reply]
+    turn.shown = branches.wire(shown, tree)
+    turn.base = branches.base_of(shown[0], tree)
+    return turn
 
 
 def _unsaved_files(uploads: list[attachments.Upload]) -> list[Attachment]:
@@ -146,7 +207,9 @@ def _store_plain(sends: Sequence[tuple[User, SendRequest]]) -> dict[int, Turn]:
     for index, conversation in plain.items():
         user, req = sends[index]
         _apply_settings(conversation, req)
-        turns[index] = conversation.next_turn(user, req.text, req.client_id, usable[user.pk].source)
+        turns[index] = conversation.next_turn(
+            user, req.text, req.client_id, usable[user.pk].source, conversation.visible_leaf
+        )
         rows.extend(turns[index])
     # New chats are inserted with their turn's fields already set (the messages pick up their
     # pks on insert); existing ones are updated row by row: Django's bulk_update builds a CASE
@@ -158,17 +221,27 @@ def _store_plain(sends: Sequence[tuple[User, SendRequest]]) -> dict[int, Turn]:
         conversation.save(update_fields=Conversation.TURN_FIELDS)
     used = {usable[sends[index][0].pk].record_pk for index in plain}
     NoboxToken.objects.filter(pk__in=used).update(last_used_at=timezone.now())
-    history = _kept_messages([conversation.pk for conversation in plain.values()])
-    return {
-        index: Turn(
+    stored = _messages_of([conversation.pk for conversation in plain.values()])
+    fresh: dict[int, Turn] = {}
+    for index, conversation in plain.items():
+        user_message, reply = turns[index]
+        rows = stored[conversation.pk]
+        tree = None
+        if conversation.branched:
+            tree = branches.Tree(((m.seq, m.parent_seq, m.public_id) for m in rows), None)
+            on_branch = set(tree.path(user_message.seq))
+            rows = [m for m in rows if m.seq in on_branch]
+        kept = [m for m in rows if m.status != Message.Status.STREAMING]
+        turn = Turn(
             conversation,
-            *turns[index],
+            user_message,
+            reply,
             duplicate=False,
-            request=_chat_request(conversation, history[conversation.pk]),
+            request=_chat_request(conversation, kept),
             token=usable[sends[index][0].pk],
         )
-        for index, conversation in plain.items()
-    }
+        fresh[index] = _shown(turn, tree)
+    return fresh
 
 
 def _plain_sends(
@@ -183,9 +256,12 @@ def _plain_sends(
     seen_keys: set[tuple[int, str]] = set()
     for index, (user, req) in enumerate(sends):
         key = (user.pk, req.client_id)
-        if key in stored or key in seen_keys or user.pk not in usable or req.attachments:
+        if key in stored or key in seen_keys or user.pk not in usable:
+            continue
+        if req.attachments or req.branches:
             # Sends with files go one by one: their files are written first, and removed if
-            # their rows do not land.
+            # their rows do not land. So do those that go elsewhere than after the visible
+            # branch (edit, regenerate, an explicit parent).
             continue
         if req.conversation_id is None:
             conversation = _new_conversation(user, req)
@@ -240,16 +316,12 @@ def _new_conversation(user: User, req: SendRequest) -> Conversation:
     return Conversation(owner=user, title=fallback_title(req.text))
 
 
-def _kept_messages(conversation_pks: list[int]) -> dict[int, list[Message]]:
-    kept: dict[int, list[Message]] = defaultdict(list)
-    rows = (
-        Message.objects.filter(conversation__in=conversation_pks)
-        .exclude(status=Message.Status.STREAMING)
-        .prefetch_related("files")
-    )
+def _messages_of(conversation_pks: list[int]) -> dict[int, list[Message]]:
+    found: dict[int, list[Message]] = defaultdict(list)
+    rows = Message.objects.filter(conversation__in=conversation_pks).prefetch_related("files")
     for message in rows.order_by("conversation", "seq"):
-        kept[message.conversation_id].append(message)
-    return kept
+        found[message.conversation_id].append(message)
+    return found
 
 
 def _chat_request(conversation: Conversation, kept: list[Message]) -> ChatRequest:
@@ -272,10 +344,16 @@ def _find_sent(user: User, client_id: str) -> Turn | None:
     if sent.conversation.deleted_at is not None:
         # Resent after its chat was deleted: the chat is gone for this user.
         raise Refused("not_found", "No such conversation.")
-    reply = sent.conversation.messages.filter(seq=sent.seq + 1).first()
-    if reply is None:
-        return None
-    return Turn(sent.conversation, sent, reply, duplicate=True)
+    tree = branches.load(sent.conversation)
+    if sent.role == Message.Role.ASSISTANT:  # a regenerated reply: its parent is written
+        user_message = sent.conversation.messages.get(seq=sent.parent_seq or 0)
+        reply = sent
+    else:
+        found = sent.conversation.messages.filter(seq=sent.seq + 1).first()
+        if found is None:
+            return None
+        user_message, reply = sent, found
+    return _shown(Turn(sent.conversation, user_message, reply, duplicate=True), tree)
 
 
 def _usable_token(user: User) -> tokens.UsableToken:
@@ -310,16 +388,12 @@ def fallback_title(text: str) -> str:
 
 
 def _apply_settings(conversation: Conversation, req: SendRequest) -> None:
-    conversation.model = req.model
+    if req.model:  # a regenerate without a model keeps the conversation's
+        conversation.model = req.model
     if req.system_prompt is not None:
         conversation.system_prompt = req.system_prompt
     conversation.temperature = req.temperature
     conversation.max_tokens = req.max_tokens
-
-
-def _kept(conversation: Conversation) -> Iterable[Message]:
-    kept = conversation.messages.exclude(status=Message.Status.STREAMING)
-    return kept.prefetch_related("files").order_by("seq")
 
 
 def _prompt(conversation: Conversation, kept: Iterable[Message]) -> list[dict[str, Any]]:

@@ -97,6 +97,7 @@ const announcer = $("#announcer");
 const list = new MessageList(messagesEl, {
   settingsUrl: urls.settingsUrl,
   onStickChange: (stick) => { jumpLatest.hidden = stick || list.size === 0; },
+  onAction: turnAction,
 });
 
 // While a reply streams, Send becomes Stop (and Esc stops); focus never falls to the page body.
@@ -359,10 +360,8 @@ function send() {
     return;
   }
   picker.remember();
-  const clientId = newClientId();
   const frame = {
     type: "send",
-    client_id: clientId,
     conversation: state.conversation,
     text: composer.text,
     attachments: composer.parts(),
@@ -371,9 +370,48 @@ function send() {
     temperature: settings.temperature,
     max_tokens: settings.max_tokens,
   };
-  state.pending = { clientId, frame, inFlight: 0 };
-  const sent = sendPending();
+  // After the last message shown, even if another tab switched branches meanwhile.
+  if (state.conversation && list.lastId()) frame.parent = list.lastId();
+  const sent = startPending(frame, { fromComposer: true });
   composer.lock(sent ? "Sending…" : "Not connected: your message will be sent when the connection is back.");
+}
+
+/** A frame that stores a turn (`send`, `regenerate`), awaiting its ack: resent with the same
+ * client_id after every reconnect, so a double click or a resend never makes two replies. */
+function startPending(frame, { fromComposer = false } = {}) {
+  const clientId = newClientId();
+  state.pending = { clientId, frame: { ...frame, client_id: clientId }, inFlight: 0, fromComposer };
+  return sendPending();
+}
+
+/** The reader asked for a new version of a message, or to see another one (messages.js). */
+function turnAction(kind, id, text) {
+  if (kind === "switch") {
+    if (list.isStreaming()) {
+      composer.setStatus("A reply is being written: stop it to see other versions.");
+    } else if (!socket.send({ type: "switch", conversation: state.conversation, message: id })) {
+      showBanner("Not connected: try again when the connection is back.", { key: "send" });
+    }
+    return;
+  }
+  if (state.pending) return; // one turn at a time: a second click waits for the first's ack
+  if (list.isStreaming()) {
+    composer.setStatus("A reply is being written: press Stop (or Esc) to end it first.");
+    return;
+  }
+  const settings = readSettings();
+  if (settings.error) {
+    setSettingsOpen(true);
+    showBanner(settings.error, { key: "send" });
+    return;
+  }
+  const options = { conversation: state.conversation, system: settings.system,
+                    temperature: settings.temperature, max_tokens: settings.max_tokens };
+  if (kind === "regenerate") {
+    startPending({ type: "regenerate", reply: id, model: picker.value || null, ...options });
+  } else if (kind === "edit") {
+    startPending({ type: "send", edit: id, text, model: picker.value, ...options });
+  }
 }
 
 function sendPending() {
@@ -449,8 +487,9 @@ const handlers = {
   ack(frame) {
     const mine = state.pending && frame.client_id === state.pending.clientId;
     if (mine) {
+      const { fromComposer } = state.pending;
       state.pending = null;
-      composer.clear();
+      if (fromComposer) composer.clear();
       // What stood in the way of sending is gone with a stored message.
       for (const key of ["send", "attachment", "busy", "unsupported_file", "too_large"]) {
         dismissBanner(key);
@@ -459,14 +498,14 @@ const handlers = {
     }
     if (frame.conversation !== state.conversation) return;
     bumpConversation(frame.conversation, frame.title);
-    list.upsert(frame.messages || []);
+    list.upsert(frame.messages || [], frame.base);
     if (mine) list.scrollToBottom();
   },
   history(frame) {
-    if (frame.conversation === state.conversation) list.upsert(frame.messages || []);
+    if (frame.conversation === state.conversation) list.upsert(frame.messages || [], frame.base);
   },
   messages(frame) {
-    if (frame.conversation === state.conversation) list.upsert(frame.messages || []);
+    if (frame.conversation === state.conversation) list.upsert(frame.messages || [], frame.base);
   },
   snapshot(frame) {
     list.snapshot(frame.reply, frame.text);
@@ -501,9 +540,12 @@ const handlers = {
     }
     if (mine) {
       // Nothing was stored: the draft stays for the user to fix or resend.
+      const { fromComposer } = state.pending;
       state.pending = null;
-      composer.unlock();
-      composer.focus();
+      if (fromComposer) {
+        composer.unlock();
+        composer.focus();
+      }
     }
     if (frame.code === "not_running") return; // Stop raced the end of the reply.
     showError(frame.code, frame.message, mine ? "send" : frame.code);

@@ -2,6 +2,7 @@
 // rendered once; a streaming reply re-renders at most once per animation frame, touching only its
 // own body, so the cost of a delta does not grow with the conversation.
 import { mayHoldMath, onMathReady, renderMarkdown, StreamingMarkdown } from "./render.js";
+import { t } from "./i18n.js";
 
 const STATUS_LABELS = {
   stopped: "stopped",
@@ -131,11 +132,48 @@ function openImage(src, alt) {
   close.focus();
 }
 
+// Replies that ended without all their text: their new version is a retry, not a regeneration.
+const RETRY_STATUSES = new Set(["error", "stopped", "interrupted"]);
+
+/** "‹ 2 / 3 ›": flips a message between its versions (an edit, a regenerated reply). */
+function versionsElement(data) {
+  const versions = data.versions || [];
+  const at = versions.indexOf(data.id);
+  if (versions.length < 2 || at < 0) return null;
+  const nav = el("div", "versions");
+  nav.setAttribute("role", "group");
+  nav.setAttribute("aria-label", t("Versions"));
+  const step = (label, text, target) => {
+    const button = el("button", "version-step linklike", text);
+    button.type = "button";
+    button.setAttribute("aria-label", label);
+    button.dataset.action = "switch";
+    button.dataset.target = target || "";
+    button.disabled = !target;
+    return button;
+  };
+  nav.append(step(t("Previous version"), "‹", versions[at - 1]),
+             el("span", "version-count", t("{at} / {count}", { at: at + 1, count: versions.length })),
+             step(t("Next version"), "›", versions[at + 1]));
+  return nav;
+}
+
+function actionButton(action, label, accessibleName) {
+  const button = el("button", `message-action linklike action-${action}`, label);
+  button.type = "button";
+  button.dataset.action = action;
+  button.setAttribute("aria-label", accessibleName);
+  return button;
+}
+
 export class MessageList {
-  constructor(container, { onStickChange, settingsUrl = "" } = {}) {
+  /** onAction(kind, id, text): the reader asked for "regenerate", "edit" (with the new text)
+   * or "switch" (to version `id`). */
+  constructor(container, { onStickChange, onAction, settingsUrl = "" } = {}) {
     this.container = container;
     this.settingsUrl = settingsUrl;
     this.onStickChange = onStickChange;
+    this.onAction = onAction;
     this.records = new Map();
     this.ordered = [];
     this.streamingIds = new Set();
@@ -148,6 +186,15 @@ export class MessageList {
     container.addEventListener("click", (event) => {
       const img = event.target.closest(".attachment-open")?.querySelector("img");
       if (img) openImage(img.src, img.alt);
+      const action = event.target.closest("[data-action]");
+      if (action) this.act(action);
+    });
+    container.addEventListener("submit", (event) => {
+      const form = event.target.closest(".edit-form");
+      if (!form) return;
+      event.preventDefault();
+      const text = form.elements.text.value;
+      if (text.trim()) this.onAction?.("edit", form.closest(".message").dataset.id, text);
     });
     onMathReady(() => this.renderMathAgain());
   }
@@ -222,8 +269,72 @@ export class MessageList {
              cpLen: -1, stream: null, body: null, needsReset: false, plain: false };
   }
 
-  /** Insert or replace messages (history, messages, ack frames). */
-  upsert(messages) {
+  act(button) {
+    const id = button.closest(".message")?.dataset.id;
+    const record = id && this.records.get(id);
+    if (!record) return;
+    const { action } = button.dataset;
+    if (action === "edit") this.openEditor(record);
+    else if (action === "cancel-edit") this.build(record, true);
+    else if (action === "switch") this.onAction?.("switch", button.dataset.target);
+    else this.onAction?.(action, id);
+  }
+
+  /** Edit a sent message in place: its text in a field, sent as a new version on submit. */
+  openEditor(record) {
+    const form = el("form", "edit-form");
+    const field = el("textarea", "edit-text");
+    field.name = "text";
+    field.value = record.text;
+    field.rows = Math.min(12, Math.max(2, record.text.split("\n").length));
+    field.setAttribute("aria-label", t("Edit your message"));
+    const save = el("button", "edit-send primary", t("Send"));
+    save.type = "submit";
+    const cancel = actionButton("cancel-edit", t("Cancel"), t("Cancel editing"));
+    cancel.classList.remove("linklike");
+    const buttons = el("div", "edit-buttons");
+    buttons.append(cancel, save);
+    form.append(field, buttons);
+    record.body.replaceWith(form);
+    record.body = form;
+    record.el.querySelector(".message-footer")?.remove();
+    field.focus();
+    field.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") {
+        event.preventDefault();
+        event.stopPropagation(); // Esc here cancels the edit, not a reply
+        this.build(record, true);
+        record.el.querySelector("[data-action=edit]")?.focus();
+      } else if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        form.requestSubmit();
+      }
+    });
+  }
+
+  /** The last message of the branch shown (what a new message follows), or null. */
+  lastId() {
+    return this.ordered.length ? this.ordered[this.ordered.length - 1].data.id : null;
+  }
+
+  /** Forget the messages after seq `base` that `keep` does not bring: they were on another
+   * branch than the one the server now shows (docs/protocol.md, *Branches*). */
+  dropAfter(base, keep) {
+    const kept = new Set(keep.map((m) => m.id));
+    for (const record of [...this.ordered]) {
+      if (record.data.seq <= base || kept.has(record.data.id)) continue;
+      this.records.delete(record.data.id);
+      this.streamingIds.delete(record.data.id);
+      this.dirty.delete(record);
+      this.ordered.splice(this.ordered.indexOf(record), 1);
+      record.el.remove();
+    }
+  }
+
+  /** Insert or replace messages (history, messages, ack frames); with `base` (a number), the
+   * frame also replaces whatever this list holds after that seq. */
+  upsert(messages, base = null) {
+    if (typeof base === "number") this.dropAfter(base, messages);
     let added = false;
     for (const message of messages) {
       const record = this.records.get(message.id);
@@ -367,7 +478,18 @@ export class MessageList {
     if (data.role === "user" && !record.text) body.hidden = true;
     parts.push(body);
     if (data.role === "assistant") parts.push(this.footer(data));
+    else parts.push(this.userFooter(data));
     node.replaceChildren(...parts);
+  }
+
+  userFooter(data) {
+    const footer = el("div", "message-footer");
+    const meta = el("div", "message-meta");
+    const versions = versionsElement(data);
+    if (versions) meta.append(versions);
+    meta.append(actionButton("edit", t("Edit"), t("Edit this message")));
+    footer.append(meta);
+    return footer;
   }
 
   footer(data) {
@@ -393,6 +515,8 @@ export class MessageList {
       footer.append(el("span", "message-status", STATUS_LABELS[data.status]));
     }
     const meta = el("div", "message-meta");
+    const versions = versionsElement(data);
+    if (versions) meta.append(versions);
     if (data.model) meta.append(el("span", "message-model", data.model));
     const usage = usageText(data);
     if (usage) meta.append(el("span", "message-usage", usage));
@@ -402,6 +526,9 @@ export class MessageList {
       copy.setAttribute("aria-label", "Copy reply as markdown");
       meta.append(copy);
     }
+    meta.append(RETRY_STATUSES.has(data.status)
+      ? actionButton("regenerate", t("Retry"), t("Retry this reply"))
+      : actionButton("regenerate", t("Regenerate"), t("Write this reply again")));
     footer.append(meta);
     return footer;
   }
