@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from chat.replies.relay import Coalescer, Piece, RelayCursor, Snapshot
+from chat.replies.relay import Coalescer, Piece, RelayCursor, Snapshot, flush_interval
 
 # --- Coalescer ---------------------------------------------------------------------------------
 
@@ -207,3 +207,21 @@ def test_any_order_with_duplicates_and_losses_ends_exactly_on_the_text(seed):
             shown += output.text
     assert shown == text
     assert not cursor.needs_sync and not cursor.held
+
+
+def test_the_flush_interval_stretches_with_the_replies_a_process_writes():
+    assert flush_interval(0.03, 1, 25, 0.25) == 0.03
+    assert flush_interval(0.03, 25, 25, 0.25) == 0.03
+    assert flush_interval(0.03, 50, 25, 0.25) == pytest.approx(0.06)
+    assert flush_interval(0.03, 100, 25, 0.25) == pytest.approx(0.12)
+    assert flush_interval(0.03, 1000, 25, 0.25) == 0.25  # never longer than the cap
+
+
+def test_a_longer_interval_means_fewer_pieces_for_the_same_text():
+    def pieces(interval: float) -> int:
+        coalescer, count = Coalescer(interval), 0
+        for k in range(100):  # a token every 20 ms
+            count += coalescer.add("tok ", k * 0.02) is not None
+        return count + (coalescer.flush(2.0) is not None)
+
+    assert pieces(0.12) < pieces(0.06) < pieces(0.03)

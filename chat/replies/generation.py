@@ -25,7 +25,7 @@ from chat.models import Message
 from chat.nobox import ChatRequest, Completed, Delta, InvalidToken, ModelInfo, NoboxError, Usage
 from chat.replies import events
 from chat.replies.hub import Hub, get_hub
-from chat.replies.relay import Coalescer, Piece
+from chat.replies.relay import Coalescer, Piece, flush_interval
 from chat.replies.turns import Turn
 from chat.shutdown import on_shutdown
 from chat.upstream import explain, model_info, nobox_client
@@ -203,6 +203,12 @@ class Generation:
 
     def _add(self, text: str) -> bool:
         """Take upstream text; True when a piece went out at once."""
+        self.text.interval = flush_interval(
+            settings.REPLY_FLUSH_INTERVAL,
+            len(_running),
+            settings.REPLY_FLUSH_STREAMS,
+            settings.REPLY_FLUSH_LONGEST,
+        )
         piece = self.text.add(text, time.monotonic())
         if piece is not None:
             self._publish(piece)

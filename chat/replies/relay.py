@@ -83,6 +83,19 @@ class Coalescer:
         return piece
 
 
+def flush_interval(base: float, running: int, streams_per_base: int, longest: float) -> float:
+    """The coalescing interval for a process writing `running` replies: `base` up to
+    `streams_per_base` of them, then growing with their number, up to `longest`.
+
+    Every frame costs the same on its way out (JSON, the WebSocket framing, a write per socket),
+    so a busy process that sends fewer, larger frames keeps up where one that sends every token
+    falls behind: a piece every 100 ms still reads as streaming, a backlog of seconds does not.
+    """
+    if running <= streams_per_base:
+        return base
+    return min(longest, base * running / streams_per_base)
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """Replace the reply's text with `text` (the socket had nothing of it)."""
