@@ -132,10 +132,6 @@ class SendRequest:
     edit_id: str | None = None
     regenerate_id: str | None = None
 
-    @property
-    def branches(self) -> bool:
-        return bool(self.parent_id or self.edit_id or self.regenerate_id)
-
 
 def parse_send(frame: dict[str, Any]) -> SendRequest:
     text = _string(frame, "text", settings.MAX_MESSAGE_CHARS, default="")

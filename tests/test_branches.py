@@ -329,3 +329,15 @@ async def test_the_page_and_older_pages_show_the_visible_branch(alice, alice_tok
     older = await in_db_pool(lambda: client.get(f"/c/{conversation}/messages?before=3"))()
     assert [m["seq"] for m in older.json()["messages"]] == [1]
     assert await in_db_pool(lambda: Conversation.objects.get(public_id=conversation).branched)()
+
+
+@sockets_and_database
+async def test_following_the_last_message_shown_is_no_branch(alice, alice_token, nobox):
+    ws = await connect(alice)
+    ack, done = await turn(ws, "one")
+    conversation = ack["conversation"]
+    with_file = [file_part("notes.txt", b"plain notes")]  # a send that is stored on its own
+    await turn(ws, "two", conversation, parent=done["reply"], attachments=with_file)
+    stored = await in_db_pool(Conversation.objects.get)(public_id=conversation)
+    assert not stored.branched and stored.leaf_seq is None
+    await ws.disconnect()

@@ -126,6 +126,44 @@ def test_a_grouped_turn_carries_the_whole_visible_history_and_settings(people):
     assert Conversation.objects.get(pk=fresh.conversation.pk).next_seq == 3
 
 
+def test_a_page_naming_the_last_message_shown_is_grouped_and_any_other_place_is_not(
+    people, monkeypatch, unlimited
+):
+    alice, bob, _ = people
+    first = store_turn(alice, send("first", text="one"))
+    finish(first.reply)
+    second = store_turn(alice, send("second", first.conversation.public_id, "two"))
+    finish(second.reply)
+    theirs = store_turn(bob, send("theirs", text="bob's"))
+    finish(theirs.reply)
+    chat = first.conversation.public_id
+    after = SendRequest(  # after the visible branch's last message, as a page sends it
+        client_id="after-last",
+        conversation_id=chat,
+        text="three",
+        model="m/x",
+        parent_id=second.reply.public_id,
+    )
+    branching = SendRequest(  # after an older reply: a second version of "two"
+        client_id="after-first",
+        conversation_id=theirs.conversation.public_id,
+        text="again",
+        model="m/x",
+        parent_id=theirs.user_message.public_id,
+    )
+    one_by_one: list[str] = []
+    monkeypatch.setattr(turns, "store_turn", _recording_store(one_by_one))
+
+    grouped, branched = store_turns([(alice, after), (bob, branching)])
+
+    assert one_by_one == ["after-first"]
+    assert isinstance(grouped, Turn) and grouped.request is not None
+    assert [m["content"] for m in grouped.request.messages] == ["one", "ok", "two", "ok", "three"]
+    assert isinstance(branched, Turn) and branched.request is not None
+    assert [m["content"] for m in branched.request.messages] == ["bob's", "again"]
+    assert Conversation.objects.get(pk=theirs.conversation.pk).branched
+
+
 @pytest.fixture
 def unlimited(settings):
     """No rate limit in the way: these tests are about grouping (limits: test_limits)."""

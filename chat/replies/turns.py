@@ -97,23 +97,20 @@ def _add(
 ) -> tuple[Message, Message]:
     """Store the turn where the request puts it in the conversation's tree. An edit's copies of
     the edited message's files join `files` (so they are removed if the turn does not land)."""
-    if not req.branches:
-        return conversation.add_turn(
-            user, req.text, files, req.client_id, token.source, conversation.visible_leaf
-        )
-    tree = branches.tree_of(conversation)
-    conversation.branched = True  # saved with the turn
+    parent_seq = conversation.visible_leaf
+    if req.parent_id:
+        parent_seq = _message_in(conversation, req.parent_id).seq
+    if parent_seq != conversation.visible_leaf or req.edit_id or req.regenerate_id:
+        conversation.branched = True  # a second version of something: saved with the turn
     if req.regenerate_id:
         earlier = _message_in(conversation, req.regenerate_id, Message.Role.ASSISTANT)
-        question = tree.parent[earlier.seq] or 0
+        question = branches.tree_of(conversation).parent[earlier.seq] or 0
         user_message = conversation.messages.get(seq=question)
         reply = conversation.add_reply(user, req.client_id, token.source, question)
         return user_message, reply
-    if req.parent_id:
-        parent_seq = _message_in(conversation, req.parent_id).seq
-    else:
-        edited = _message_in(conversation, req.edit_id or "", Message.Role.USER)
-        parent_seq = tree.parent[edited.seq] or 0
+    if req.edit_id:
+        edited = _message_in(conversation, req.edit_id, Message.Role.USER)
+        parent_seq = branches.tree_of(conversation).parent[edited.seq] or 0
         files.extend(attachments.copies(edited.files.all()))
     return conversation.add_turn(user, req.text, files, req.client_id, token.source, parent_seq)
 
@@ -252,22 +249,25 @@ def _plain_sends(
     """The plain sends of a group (see `store_turns`), each with its (new or locked) chat."""
     stored = _stored_keys(sends)
     named = _lockable_conversations(sends)
+    leaves = _leaf_ids(list(named.values()))
     plain: dict[int, Conversation] = {}
     seen_keys: set[tuple[int, str]] = set()
     for index, (user, req) in enumerate(sends):
         key = (user.pk, req.client_id)
         if key in stored or key in seen_keys or user.pk not in usable:
             continue
-        if req.attachments or req.branches:
+        if req.attachments or req.edit_id or req.regenerate_id:
             # Sends with files go one by one: their files are written first, and removed if
-            # their rows do not land. So do those that go elsewhere than after the visible
-            # branch (edit, regenerate, an explicit parent).
+            # their rows do not land. So do new versions (edit, regenerate).
             continue
         if req.conversation_id is None:
             conversation = _new_conversation(user, req)
         elif (user.pk, req.conversation_id) in named:
+            conversation = named[(user.pk, req.conversation_id)]
+            if req.parent_id and leaves.get(conversation.pk) != req.parent_id:
+                continue  # after another message than the visible branch's last: one by one
             # Taken: a second send to the same chat goes one by one, after this one (busy).
-            conversation = named.pop((user.pk, req.conversation_id))
+            del named[(user.pk, req.conversation_id)]
         else:
             continue
         if not quota.admits(user, req.client_id):
@@ -275,6 +275,20 @@ def _plain_sends(
         plain[index] = conversation
         seen_keys.add(key)
     return plain
+
+
+def _leaf_ids(conversations: list[Conversation]) -> dict[int, str]:
+    """The id of the last message of each conversation's visible branch, by conversation pk
+    (a page's `send` names it as its `parent`)."""
+    if not conversations:
+        return {}
+    leaf = {c.pk: c.visible_leaf for c in conversations}
+    rows = Message.objects.filter(conversation__in=conversations, seq__in=set(leaf.values()))
+    return {
+        pk: public_id
+        for pk, seq, public_id in rows.values_list("conversation_id", "seq", "public_id")
+        if leaf[pk] == seq
+    }
 
 
 def _stored_keys(sends: Sequence[tuple[User, SendRequest]]) -> set[tuple[int, str | None]]:
