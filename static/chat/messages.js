@@ -168,7 +168,7 @@ function actionButton(action, label, accessibleName) {
 
 export class MessageList {
   /** onAction(kind, id, text): the reader asked for "regenerate", "edit" (with the new text)
-   * or "switch" (to version `id`). */
+   * or "switch" (to version `id`); without it (a shared page) messages have no such buttons. */
   constructor(container, { onStickChange, onAction, settingsUrl = "" } = {}) {
     this.container = container;
     this.settingsUrl = settingsUrl;
@@ -478,7 +478,7 @@ export class MessageList {
     if (data.role === "user" && !record.text) body.hidden = true;
     parts.push(body);
     if (data.role === "assistant") parts.push(this.footer(data));
-    else parts.push(this.userFooter(data));
+    else if (this.onAction) parts.push(this.userFooter(data));
     node.replaceChildren(...parts);
   }
 
@@ -515,7 +515,7 @@ export class MessageList {
       footer.append(el("span", "message-status", STATUS_LABELS[data.status]));
     }
     const meta = el("div", "message-meta");
-    const versions = versionsElement(data);
+    const versions = this.onAction && versionsElement(data);
     if (versions) meta.append(versions);
     if (data.model) meta.append(el("span", "message-model", data.model));
     const usage = usageText(data);
@@ -526,9 +526,11 @@ export class MessageList {
       copy.setAttribute("aria-label", "Copy reply as markdown");
       meta.append(copy);
     }
-    meta.append(RETRY_STATUSES.has(data.status)
-      ? actionButton("regenerate", t("Retry"), t("Retry this reply"))
-      : actionButton("regenerate", t("Regenerate"), t("Write this reply again")));
+    if (this.onAction) {
+      meta.append(RETRY_STATUSES.has(data.status)
+        ? actionButton("regenerate", t("Retry"), t("Retry this reply"))
+        : actionButton("regenerate", t("Regenerate"), t("Write this reply again")));
+    }
     footer.append(meta);
     return footer;
   }

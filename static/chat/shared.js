@@ -65,8 +65,9 @@ function follow() {
   let socket = null;
   const subscribe = () => socket.send({ type: "subscribe", after_seq: list.afterSeq() });
   const handlers = {
-    history: (frame) => list.upsert(frame.messages || []),
-    messages: (frame) => list.upsert(frame.messages || []),
+    // `base`: the owner switched branches or started a new version; drop what is no longer shown.
+    history: (frame) => list.upsert(frame.messages || [], frame.base),
+    messages: (frame) => list.upsert(frame.messages || [], frame.base),
     snapshot: (frame) => list.snapshot(frame.reply, frame.text),
     // A gap means a lost frame: subscribing again answers with a fresh snapshot.
     delta: (frame) => { if (!list.delta(frame.reply, frame.offset, frame.text)) subscribe(); },

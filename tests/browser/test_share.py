@@ -140,3 +140,31 @@ def test_a_live_link_streams_a_reply_until_it_is_revoked(chat: ChatPage, viewer:
     expect(viewer.locator(".banner")).to_contain_text("revoked", timeout=QUICK)
     expect(shared.connection).to_have_text("Closed")
     assert viewer.goto(url).status == 404  # type: ignore[union-attr]
+
+
+def test_a_live_viewer_follows_the_owners_versions_without_buttons_of_its_own(
+    chat: ChatPage, viewer: Page
+):
+    chat.send("Pick a number", model="sim/echo")
+    first = chat.last_reply()
+    chat.wait_status(first, "complete")
+    first_id = first.get_attribute("data-id")
+    conversation_url = chat.page.url
+    url = create_link(chat, "live", via="row")
+    viewer.goto(url)
+    shared = ChatPage(viewer)
+    expect(shared.connection).to_have_attribute("data-state", "connected", timeout=QUICK)
+    expect(shared.last_reply()).to_have_attribute("data-id", first_id or "")
+    # Read-only: no edit, regenerate or version buttons for a viewer.
+    expect(viewer.locator("#messages [data-action]")).to_have_count(0)
+
+    chat.open(conversation_url)
+    chat.last_reply().get_by_role("button", name="Write this reply again").click()
+    chat.wait_status(chat.last_reply(), "complete")
+    expect(chat.last_reply()).not_to_have_attribute("data-id", first_id or "")
+    # The viewer's page drops the reply the owner no longer shows and shows the new one.
+    expect(shared.by_role("assistant")).to_have_count(1, timeout=QUICK)
+    expect(shared.last_reply()).to_have_attribute(
+        "data-id", chat.last_reply().get_attribute("data-id") or "", timeout=QUICK
+    )
+    expect(viewer.locator("#messages [data-action]")).to_have_count(0)
