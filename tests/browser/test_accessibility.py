@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Browser, Page
 
 from tests.browser.conftest import ChatPage, User, sign_in
-from tests.servers import ROOT, manage
+from tests.servers import ROOT
 
 pytestmark = pytest.mark.browser
 
@@ -99,20 +99,3 @@ def test_the_admin_index_and_lists(
     ):
         axe_page.goto(path)
         check(axe_page, f"admin {path}")
-
-
-@pytest.fixture
-def make_staff(env: dict[str, str], make_user: Callable[..., User]) -> Callable[[], User]:
-    def make() -> User:
-        person = make_user()
-        manage(
-            env,
-            "shell",
-            "-c",
-            "from chat.models import User; "
-            f"User.objects.filter(username={person.username!r})"
-            ".update(is_staff=True, is_superuser=True)",
-        )
-        return person
-
-    return make
