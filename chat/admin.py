@@ -172,7 +172,9 @@ class TeamUserAdmin(UserAdmin):  # type: ignore[type-arg]
         ),
         ("Important dates", {"fields": ("last_login", "date_joined")}),
     )
-    readonly_fields = ("token_summary", "this_month")
+    # The dates are facts, not settings; Django's split date/time inputs for them also lack
+    # labels (axe: critical).
+    readonly_fields = ("token_summary", "this_month", "last_login", "date_joined")
     actions = ("deactivate_users", "activate_users")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
