@@ -184,10 +184,14 @@ class TeamUserAdmin(UserAdmin):  # type: ignore[type-arg]
 
     @admin.display(description="Name / email", ordering="last_name")
     def name_and_email(self, user: User) -> str:
+        # A long address wraps before its "@" rather than anywhere (admin.css).
+        mailbox, at, domain = user.email.partition("@")
         return format_html(
-            '<span class="user-name">{}</span> <span class="user-email">{}</span>',
+            '<span class="user-name">{}</span> <span class="user-email">{}<wbr>{}{}</span>',
             user.get_full_name(),
-            user.email,
+            mailbox,
+            at,
+            domain,
         )
 
     @admin.display(description="Staff", boolean=True, ordering="is_staff")

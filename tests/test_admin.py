@@ -514,6 +514,7 @@ def test_the_user_list_shows_each_persons_token_and_team_token_permission(as_adm
     charlie.may_use_team_token = True
     charlie.save()
     html = as_admin.get("/admin/chat/user/").content.decode()
+    assert 'class="user-email">bob<wbr>@example.com<' in row_of(html, "bob")
     assert 'field-own_token">…4321 active<' in row_of(html, "bob")
     assert 'field-own_token">none<' in row_of(html, "charlie")
     assert 'field-team_token"><img src="/static/admin/img/icon-no' in row_of(html, "bob")
