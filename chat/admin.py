@@ -6,6 +6,7 @@ and every change goes through chat.tokens so it is encrypted and audited.
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -17,12 +18,14 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.models import Permission
 from django.core.exceptions import PermissionDenied
-from django.db.models import ForeignKey, Q, QuerySet
+from django.db.models import Exists, ForeignKey, Q, QuerySet
 from django.forms import ModelChoiceField
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
 from django.utils.decorators import method_decorator
+from django.utils.html import format_html, format_html_join
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
 from chat import audit, budgets, tokens, upstream, usage_dashboard, usage_report
@@ -41,6 +44,10 @@ from chat.sign_out import deactivate_user, sign_out_everywhere
 from chat.views import explain
 
 Action = AuditEvent.Action
+
+# The navigation sidebar repeats the index on every page and takes a quarter of a 1280 px
+# screen from the lists beside it; the breadcrumbs lead back to the index.
+admin.site.enable_nav_sidebar = False
 
 
 def _actor(request: HttpRequest) -> User | None:
@@ -138,40 +145,95 @@ def audit_privileges(before: dict[str, set[str]], user: User, request: HttpReque
 class TeamUserAdmin(UserAdmin):  # type: ignore[type-arg]
     list_display = (
         "username",
-        "email",
+        "name_and_email",
         "is_active",
-        "is_staff",
-        "may_use_team_token",
-        "token_state",
-        "spent_this_month",
-        "budget_state",
+        "staff",
+        "own_token",
+        "team_token",
+        "this_month",
         "last_login",
     )
+    # The own token comes with its user (a reverse one-to-one join): no query per row.
+    list_select_related = ("nobox_token",)
     list_filter = ("is_active", "is_staff", "may_use_team_token")
+    # The form: what a team chat's admin looks for first (who may chat on which token, at what
+    # cost this month) before Django's groups and permissions, which fold away.
     fieldsets = (
-        *UserAdmin.fieldsets,  # type: ignore[misc]
-        ("Nobox", {"fields": ("may_use_team_token", "monthly_limit")}),
+        (None, {"fields": ("username", "password")}),
+        ("Personal info", {"fields": ("first_name", "last_name", "email")}),
+        (
+            "Nobox access",
+            {"fields": ("may_use_team_token", "token_summary", "monthly_limit", "this_month")},
+        ),
+        ("Status", {"fields": ("is_active", "is_staff", "is_superuser")}),
+        (
+            "Groups and permissions",
+            {"classes": ("collapse",), "fields": ("groups", "user_permissions")},
+        ),
+        ("Important dates", {"fields": ("last_login", "date_joined")}),
     )
+    # The dates are facts, not settings; Django's split date/time inputs for them also lack
+    # labels (axe: critical).
+    readonly_fields = ("token_summary", "this_month", "last_login", "date_joined")
     actions = ("deactivate_users", "activate_users")
 
-    @admin.display(description="Nobox token")
-    def token_state(self, user: User) -> str:
-        record = NoboxToken.objects.filter(user=user).first()
-        return f"…{record.last4} ({record.state})" if record else "none"
-
     def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
-        return budgets.with_month(super().get_queryset(request))
+        team_open = NoboxToken.objects.filter(is_team=True, team_for_everyone=True)
+        users = budgets.with_month(super().get_queryset(request))
+        return users.annotate(team_token_for_everyone=Exists(team_open))
 
-    @admin.display(description="Spent this month", ordering="month_spent")
-    def spent_this_month(self, user: User) -> str:
-        return usage_report.usd(getattr(user, "month_spent", Decimal(0)))
+    @admin.display(description="Name / email", ordering="last_name")
+    def name_and_email(self, user: User) -> str:
+        # A long address wraps before its "@" rather than anywhere (admin.css).
+        mailbox, at, domain = user.email.partition("@")
+        return format_html(
+            '<span class="user-name">{}</span> <span class="user-email">{}<wbr>{}{}</span>',
+            user.get_full_name(),
+            mailbox,
+            at,
+            domain,
+        )
 
-    @admin.display(description="Budget")
-    def budget_state(self, user: User) -> str:
+    @admin.display(description="Staff", boolean=True, ordering="is_staff")
+    def staff(self, user: User) -> bool:
+        return user.is_staff
+
+    @admin.display(description="Own token")
+    def own_token(self, user: User) -> str:
+        record = _own_token(user)
+        return f"…{record.last4} {record.state}" if record else "none"
+
+    @admin.display(description="Team token", boolean=True, ordering="may_use_team_token")
+    def team_token(self, user: User) -> bool:
+        """Whether the user may chat on the team token (when they have no usable own one)."""
+        return user.may_use_team_token or bool(getattr(user, "team_token_for_everyone", False))
+
+    @admin.display(description="This month", ordering="month_spent")
+    def this_month(self, user: User) -> str:
         budget = budgets.from_annotations(user)
+        spent = usage_report.usd(budget.spent)
         if budget.limit is None:
-            return budget.state
-        return f"{budget.state} (${budget.limit:.2f} a month)"
+            return f"{spent} (no limit)"
+        return f"{spent} of ${budget.limit:.2f} ({budget.state})"
+
+    @admin.display(description="Nobox token")
+    def token_summary(self, user: User) -> str:
+        """The user's own token and what their sends use now, for the change form."""
+        record = _own_token(user)
+        rows = [("Own token", _token_text(record))]
+        if record is not None:
+            rows += [("Last verified", _verified_text(record)), ("Set by", _set_by_text(user))]
+        rows.append(("Sends use", _sends_use(user)))
+        items = format_html_join("", "<li><strong>{}:</strong> {}</li>", rows)
+        link = (
+            reverse("admin:chat_noboxtoken_change", args=[record.pk])
+            if record
+            else reverse("admin:chat_noboxtoken_add") + f"?user={user.pk}"
+        )
+        action = "Verify, revoke or replace it" if record else "Set a token for this user"
+        return format_html(
+            '<ul class="token-summary">{}</ul><a href="{}">{}</a>', items, link, action
+        )
 
     def has_change_permission(self, request: HttpRequest, obj: User | None = None) -> bool:
         # Also guards the password form, which asks this with the user whose password it sets.
@@ -264,6 +326,45 @@ class TeamUserAdmin(UserAdmin):  # type: ignore[type-arg]
                 deactivate_user(user, _actor(request), request)
             changed += 1
         messages.success(request, f"{changed} user(s) {'re' if active else 'de'}activated.")
+
+
+def _own_token(user: User) -> NoboxToken | None:
+    try:
+        return user.nobox_token
+    except NoboxToken.DoesNotExist:
+        return None
+
+
+def _token_text(record: NoboxToken | None) -> str:
+    return f"…{record.last4} ({record.state})" if record else "none set"
+
+
+def _when(moment: datetime) -> str:
+    return f"{timezone.localtime(moment):%Y-%m-%d %H:%M}"
+
+
+def _verified_text(record: NoboxToken) -> str:
+    if record.last_verified_at is None:
+        return "never"
+    outcome = "ok" if record.last_verify_ok else f"failed: {record.last_verify_error}"
+    return f"{_when(record.last_verified_at)} ({outcome})"
+
+
+def _set_by_text(user: User) -> str:
+    """Who saved the current token and when, from the audit trail (a person, an admin or a
+    command)."""
+    event = AuditEvent.objects.filter(
+        target_user=user, action__in=(Action.TOKEN_SET, Action.TOKEN_REPLACED)
+    ).first()
+    return f"{event.actor_name or 'unknown'}, {_when(event.created_at)}" if event else "unknown"
+
+
+def _sends_use(user: User) -> str:
+    try:
+        source = tokens.resolve(user).source
+    except tokens.TokenProblem as problem:
+        return f"nothing; they are told: {problem.message}"
+    return "their own token" if source == "own" else "the team token"
 
 
 def _limit_text(limit: Decimal | None) -> str:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.contrib.sessions.models import Session
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from chat import tokens
-from chat.models import AuditEvent, NoboxToken, User
+from chat.models import AuditEvent, NoboxToken, Usage, User
 from tests.conftest import stored_token
 
 pytestmark = pytest.mark.django_db
@@ -473,3 +477,100 @@ def test_granting_superuser_groups_and_permissions_is_audited(as_admin, admin_us
     as_admin.post(f"/admin/chat/user/{bob.pk}/change/", data)
     assert events("user.superuser_removed")[0].target_user == bob
     assert "removed: team admins" in [e.detail for e in events("user.groups_changed")]
+
+
+# --- the user list and form: Nobox access where an admin looks --------------------------------
+
+
+def user_list_queries(client: Client) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get("/admin/chat/user/")
+    assert response.status_code == 200
+    return len(queries)
+
+
+def add_members(count: int, start: int) -> None:
+    """`count` more people, every other one with a token of their own and a reply this month."""
+    for n in range(start, start + count):
+        person = User.objects.create_user(f"member{n:03d}", f"m{n}@example.com", "pw-12345678")
+        if n % 2:
+            tokens.store_token(person, f"sk-member-token-{n:04d}", actor_name="test")
+            Usage.objects.create(user=person, user_name=person.username, cost=Decimal("0.5"))
+
+
+def test_the_user_list_costs_the_same_queries_for_5_or_50_people(as_admin):
+    add_members(5, 0)
+    few = user_list_queries(as_admin)
+    add_members(45, 5)
+    many = user_list_queries(as_admin)
+    assert User.objects.count() == 51
+    assert many == few
+
+
+def test_the_user_list_shows_each_persons_token_and_team_token_permission(as_admin, bob, charlie):
+    from tests.test_usage_dashboard import row_of
+
+    tokens.store_token(bob, "sk-bob-own-token-4321", actor_name="test")
+    charlie.may_use_team_token = True
+    charlie.save()
+    html = as_admin.get("/admin/chat/user/").content.decode()
+    assert 'class="user-email">bob<wbr>@example.com<' in row_of(html, "bob")
+    assert 'field-own_token">…4321 active<' in row_of(html, "bob")
+    assert 'field-own_token">none<' in row_of(html, "charlie")
+    assert 'field-team_token"><img src="/static/admin/img/icon-no' in row_of(html, "bob")
+    assert 'field-team_token"><img src="/static/admin/img/icon-yes' in row_of(html, "charlie")
+
+    tokens.store_team_token("sk-team-token-for-all-1", actor=None, actor_name="test")
+    NoboxToken.objects.filter(is_team=True).update(team_for_everyone=True)
+    html = as_admin.get("/admin/chat/user/").content.decode()
+    assert 'field-team_token"><img src="/static/admin/img/icon-yes' in row_of(html, "bob")
+
+
+def fieldset_names(html: str) -> list[str]:
+    return re.findall(r'<h2 id="fieldset-[^"]*heading" class="fieldset-heading">([^<]*)</h2>', html)
+
+
+def test_the_user_form_puts_nobox_access_before_status_and_permissions(as_admin, bob):
+    html = as_admin.get(f"/admin/chat/user/{bob.pk}/change/").content.decode()
+    names = fieldset_names(html)
+    assert names.index("Nobox access") < names.index("Status")
+    assert names.index("Nobox access") < names.index("Groups and permissions")
+    nobox = html.split(">Nobox access<", 1)[1].split("</fieldset>", 1)[0]
+    for field in ("may_use_team_token", "monthly_limit"):
+        assert f'name="{field}"' in nobox
+    assert "Own token:</strong> none set" in nobox
+    assert "Save your Nobox token in Settings" in nobox  # what bob's sends would hit
+    assert f"/admin/chat/noboxtoken/add/?user={bob.pk}" in nobox
+    # Django's groups and permissions fold away (a <details> since Django 5.1).
+    permissions = html.split(">Groups and permissions<", 1)[0].rsplit("<fieldset", 1)[1]
+    assert "collapse" in permissions
+
+
+def test_the_user_form_says_who_set_the_token_and_what_sends_use(as_admin, admin_user, bob):
+    as_admin.post("/admin/chat/noboxtoken/add/", token_form(user=bob.pk, new_token=SECRET))
+    record = NoboxToken.objects.get(user=bob)
+    tokens.record_verification(record, None, actor=admin_user)
+    html = as_admin.get(f"/admin/chat/user/{bob.pk}/change/").content.decode()
+    nobox = html.split(">Nobox access<", 1)[1].split("</fieldset>", 1)[0]
+    verified = timezone.localtime(record.last_verified_at)
+    assert "Own token:</strong> …7777 (active)" in nobox
+    assert f"Last verified:</strong> {verified:%Y-%m-%d %H:%M} (ok)" in nobox
+    assert "Set by:</strong> boss, " in nobox
+    assert "Sends use:</strong> their own token" in nobox
+    assert f"/admin/chat/noboxtoken/{record.pk}/change/" in nobox
+
+    tokens.revoke(record, actor=admin_user)
+    bob.may_use_team_token = True
+    bob.save()
+    tokens.store_team_token("sk-team-token-shared-1", actor=admin_user)
+    html = as_admin.get(f"/admin/chat/user/{bob.pk}/change/").content.decode()
+    assert "Own token:</strong> …7777 (revoked)" in html
+    assert "Sends use:</strong> the team token" in html
+
+
+def test_the_user_form_shows_this_months_spend_against_the_limit(as_admin, bob):
+    bob.monthly_limit = Decimal("2")
+    bob.save()
+    Usage.objects.create(user=bob, user_name="bob", cost=Decimal("1.75"))
+    html = as_admin.get(f"/admin/chat/user/{bob.pk}/change/").content.decode()
+    assert "$1.75 of $2.00 (near)" in html

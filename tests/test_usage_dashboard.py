@@ -234,9 +234,9 @@ def test_the_user_list_shows_spend_this_month_and_budget_state(as_admin, alice, 
             ),
             Decimal(0),
         )
-        assert f'field-spent_this_month">${spent:.2f}<' in row_of(html, user.username)
-    assert "exceeded ($0.01 a month)" in row_of(html, "alice")
-    assert "($100.00 a month)" in row_of(html, "bob")
+        assert f'field-this_month">${spent:.2f} of ' in row_of(html, user.username)
+    assert "of $0.01 (exceeded)" in row_of(html, "alice")
+    assert "of $100.00 (ok)" in row_of(html, "bob")
 
 
 def row_of(html: str, username: str) -> str:

@@ -185,6 +185,25 @@ def make_user(users: Users) -> Callable[..., User]:
 
 
 @pytest.fixture
+def make_staff(env: dict[str, str], make_user: Callable[..., User]) -> Callable[..., User]:
+    """make_staff(with_token=False): a new superuser, for the admin's pages."""
+
+    def make(with_token: bool = False) -> User:
+        person = make_user(with_token)
+        manage(
+            env,
+            "shell",
+            "-c",
+            "from chat.models import User; "
+            f"User.objects.filter(username={person.username!r})"
+            ".update(is_staff=True, is_superuser=True)",
+        )
+        return person
+
+    return make
+
+
+@pytest.fixture
 def user(users: Users) -> User:
     """A new user who has a Nobox token (one the simulator accepts)."""
     return users.take(with_token=True)

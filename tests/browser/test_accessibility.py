@@ -1,17 +1,20 @@
-"""axe-core (from npm) over every kind of page, in light and dark: no serious or critical
-violation. The check runs in a context that bypasses the CSP only so the test can inject axe;
-the pages themselves are served as always."""
+"""axe-core (from npm) over every kind of page, in light and dark (prefers-color-scheme is
+emulated; the admin follows it, its theme being "auto"): no serious or critical violation. The
+check runs in a context that bypasses the CSP only so the test can inject axe; the pages
+themselves are served as always."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Page, expect
 
-from tests.browser.conftest import ChatPage, User, sign_in
-from tests.servers import ROOT, manage
+from tests.browser.conftest import QUICK, ChatPage, User, sign_in
+from tests.browser.test_share import create_link
+from tests.servers import ROOT
 
 pytestmark = pytest.mark.browser
 
@@ -101,18 +104,48 @@ def test_the_admin_index_and_lists(
         check(axe_page, f"admin {path}")
 
 
-@pytest.fixture
-def make_staff(env: dict[str, str], make_user: Callable[..., User]) -> Callable[[], User]:
-    def make() -> User:
-        person = make_user()
-        manage(
-            env,
-            "shell",
-            "-c",
-            "from chat.models import User; "
-            f"User.objects.filter(username={person.username!r})"
-            ".update(is_staff=True, is_superuser=True)",
-        )
-        return person
+def test_a_shared_conversation_and_the_admin_pages_about_it(
+    axe_page: Page, app_url: str, make_staff: Callable[..., User]
+) -> None:
+    """The shared page (live, with an incomplete reply), the owner's links, and what the admin
+    sees of them: the usage dashboard, the share links and the user's change form."""
+    staff = make_staff(with_token=True)
+    sign_in(axe_page, app_url, staff)
+    chat = ChatPage(axe_page)
+    chat.open("/")
+    chat.send(RICH_REPLY, model="sim/echo")
+    chat.wait_status(chat.last_reply(), "complete")
+    chat.send("This will break", model="sim/error-mid-stream")
+    chat.wait_status(chat.last_reply(), "error")
+    url = create_link(chat, "live")
 
-    return make
+    axe_page.goto(url)
+    shared = ChatPage(axe_page)
+    shared.wait_connected()
+    expect(shared.last_reply().locator(".message-incomplete")).to_be_visible(timeout=QUICK)
+    check(axe_page, "shared conversation (live, an incomplete reply)")
+    axe_page.goto("/shares/")
+    check(axe_page, "the owner's shared links")
+
+    axe_page.goto("/admin/chat/usage/dashboard/")
+    expect(axe_page.locator("#table-people tbody tr").first).to_be_visible()
+    check(axe_page, "usage dashboard")
+    axe_page.goto(f"/admin/chat/sharelink/?q={staff.username}")
+    check(axe_page, "admin share links")
+    open_first_row(axe_page)
+    expect(axe_page.locator(".field-public_id")).to_be_visible()
+    check(axe_page, "admin share link page")
+    axe_page.goto("/admin/chat/sharesettings/")
+    open_first_row(axe_page)
+    expect(axe_page.locator("#id_audience")).to_be_visible()
+    check(axe_page, "admin sharing settings")
+    axe_page.goto(f"/admin/chat/user/?q={staff.username}")
+    open_first_row(axe_page)
+    expect(axe_page.locator(".token-summary")).to_contain_text("Own token: …")
+    check(axe_page, "admin user change form")
+
+
+def open_first_row(page: Page) -> None:
+    """From an admin list, the change page of its first row."""
+    page.locator("#result_list tbody th a").first.click()
+    page.wait_for_url(re.compile(r"/change/"))
