@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext as _
 
 from chat import attachments
 from chat.models import Attachment, Conversation, Message, User
@@ -115,11 +116,14 @@ def import_json(owner: User, raw: bytes) -> Conversation:
     data = _parsed(raw)
     messages = data.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise ImportRefused("The file holds no messages.")
+        raise ImportRefused(_("The file holds no messages."))
     if len(messages) > settings.MAX_IMPORT_MESSAGES:
-        raise ImportRefused(f"At most {settings.MAX_IMPORT_MESSAGES} messages can be imported.")
+        raise ImportRefused(
+            _("At most %(count)d messages can be imported.")
+            % {"count": settings.MAX_IMPORT_MESSAGES}
+        )
     checked = [_checked_message(m, i) for i, m in enumerate(messages)]
-    stored = [attachments.save_files(uploads) for _, uploads in checked]
+    stored = [attachments.save_files(uploads) for _fields, uploads in checked]
     try:
         with transaction.atomic():
             return _create(owner, data, checked, stored)
@@ -132,11 +136,13 @@ def _parsed(raw: bytes) -> dict[str, Any]:
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise ImportRefused("The file is not JSON.") from None
+        raise ImportRefused(_("The file is not JSON.")) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ImportRefused("The file is not a noboxweb conversation export.")
+        raise ImportRefused(_("The file is not a noboxweb conversation export."))
     if data.get("version") != VERSION:
-        raise ImportRefused(f"Only version {VERSION} exports can be imported.")
+        raise ImportRefused(
+            _("Only version %(version)d exports can be imported.") % {"version": VERSION}
+        )
     return data
 
 
@@ -169,10 +175,12 @@ def _create(
 
 def _checked_message(item: object, index: int) -> tuple[dict[str, Any], list[attachments.Upload]]:
     if not isinstance(item, dict) or item.get("role") not in ("user", "assistant"):
-        raise ImportRefused(f"Message {index + 1} is not a user or assistant message.")
+        raise ImportRefused(
+            _("Message %(number)d is not a user or assistant message.") % {"number": index + 1}
+        )
     status = item.get("status") or "complete"
     if status not in STATUSES:
-        raise ImportRefused(f"Message {index + 1} has an unknown status.")
+        raise ImportRefused(_("Message %(number)d has an unknown status.") % {"number": index + 1})
     error, usage = _object(item.get("error")), _object(item.get("usage"))
     fields = {
         "role": item["role"],
@@ -192,21 +200,26 @@ def _checked_message(item: object, index: int) -> tuple[dict[str, Any], list[att
     if item["role"] != "user" or not isinstance(files, list):
         files = []
     if len(files) > settings.MAX_ATTACHMENTS:
-        raise ImportRefused(f"Message {index + 1} has more than {settings.MAX_ATTACHMENTS} files.")
+        raise ImportRefused(
+            _("Message %(number)d has more than %(count)d files.")
+            % {"number": index + 1, "count": settings.MAX_ATTACHMENTS}
+        )
     return fields, [_checked_file(f, index) for f in files]
 
 
 def _checked_file(item: object, index: int) -> attachments.Upload:
     data = item.get("data") if isinstance(item, dict) else None
     if not isinstance(data, str):
-        raise ImportRefused(f"A file of message {index + 1} has no data.")
+        raise ImportRefused(_("A file of message %(number)d has no data.") % {"number": index + 1})
     if len(data) * 3 // 4 > settings.MAX_ATTACHMENT_BYTES + 2:
-        raise ImportRefused(f"A file of message {index + 1} is too large.")
+        raise ImportRefused(_("A file of message %(number)d is too large.") % {"number": index + 1})
     try:
         raw = base64.b64decode(data, validate=True)
         kind = attachments.recognise(raw)
     except (binascii.Error, ValueError):
-        raise ImportRefused(f"A file of message {index + 1} is not a file we accept.") from None
+        raise ImportRefused(
+            _("A file of message %(number)d is not a file we accept.") % {"number": index + 1}
+        ) from None
     assert isinstance(item, dict)
     return attachments.Upload(attachments.clean_name(item.get("name"), kind), raw, kind)
 
@@ -220,7 +233,7 @@ def _text(data: dict[str, Any], key: str, limit: int) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise ImportRefused(f"{key} must be text.")
+        raise ImportRefused(_("%(field)s must be text.") % {"field": key})
     # NUL and lone surrogates: no database column holds them (see incoming_frames).
     return "".join(c for c in value[:limit] if c != "\x00" and not "\ud800" <= c <= "\udfff")
 
