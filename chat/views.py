@@ -24,7 +24,7 @@ from chat.access import NotFound, attachment_or_404, conversation_or_404
 from chat.attachments import attachment_response
 from chat.forms import RenameForm, TokenForm
 from chat.models import Conversation, NoboxToken, Usage, User, WireMessage
-from chat.nobox import InvalidToken, NoboxError
+from chat.nobox import InvalidToken, NoboxError, Price
 from chat.nobox.client import UnsendableToken
 
 SIDEBAR_SIZE = 200
@@ -300,6 +300,19 @@ def spending_of(user: User) -> dict[str, Any]:
     }
 
 
+def price_label(price: Price) -> str:
+    """Price.label() in the person's language (chat.nobox holds no translations)."""
+    per_million = price.per_million()
+    if per_million is None:
+        return _("price unknown")
+    if price.free:
+        return _("free")
+    return _("%(prompt)s / %(completion)s per 1M tokens") % {
+        "prompt": per_million[0],
+        "completion": per_million[1],
+    }
+
+
 def explain(error: NoboxError) -> str:
     """What went wrong, for a person: a token that could not even be sent says so."""
     if isinstance(error, UnsendableToken):
@@ -358,7 +371,7 @@ async def models_list(request: HttpRequest) -> HttpResponse:
                     "public_id": m.public_id,
                     "name": m.name,
                     "pricing": m.pricing,
-                    "price": m.price.label(),
+                    "price": price_label(m.price),
                 }
                 for m in models
             ]
