@@ -46,7 +46,14 @@ test: setup
 bench: setup
 	$(BIN)/python bench/relay.py $(BENCH_ARGS)
 
-setup: $(VENV)/.installed node_modules/.installed
+# Translations: each .po compiles to the .mo gettext reads (build output, not in git), again
+# whenever the .po changes.
+CATALOGUES := $(patsubst %.po,%.mo,$(wildcard locale/*/LC_MESSAGES/*.po))
+
+setup: $(VENV)/.installed node_modules/.installed $(CATALOGUES)
+
+%.mo: %.po $(VENV)/.installed
+	$(BIN)/python -m chat.translations
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,4 +66,4 @@ node_modules/.installed: package.json package-lock.json
 	touch $@
 
 clean:
-	rm -rf $(VENV) node_modules staticfiles
+	rm -rf $(VENV) node_modules staticfiles $(CATALOGUES)

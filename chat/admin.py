@@ -26,6 +26,8 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
 from chat import audit, budgets, tokens, upstream, usage_dashboard, usage_report
@@ -182,7 +184,7 @@ class TeamUserAdmin(UserAdmin):  # type: ignore[type-arg]
         users = budgets.with_month(super().get_queryset(request))
         return users.annotate(team_token_for_everyone=Exists(team_open))
 
-    @admin.display(description="Name / email", ordering="last_name")
+    @admin.display(description=gettext_lazy("Name / email"), ordering="last_name")
     def name_and_email(self, user: User) -> str:
         # A long address wraps before its "@" rather than anywhere (admin.css).
         mailbox, at, domain = user.email.partition("@")
@@ -194,21 +196,23 @@ class TeamUserAdmin(UserAdmin):  # type: ignore[type-arg]
             domain,
         )
 
-    @admin.display(description="Staff", boolean=True, ordering="is_staff")
+    @admin.display(description=gettext_lazy("Staff"), boolean=True, ordering="is_staff")
     def staff(self, user: User) -> bool:
         return user.is_staff
 
-    @admin.display(description="Own token")
+    @admin.display(description=gettext_lazy("Own token"))
     def own_token(self, user: User) -> str:
         record = _own_token(user)
         return f"…{record.last4} {record.state}" if record else "none"
 
-    @admin.display(description="Team token", boolean=True, ordering="may_use_team_token")
+    @admin.display(
+        description=gettext_lazy("Team token"), boolean=True, ordering="may_use_team_token"
+    )
     def team_token(self, user: User) -> bool:
         """Whether the user may chat on the team token (when they have no usable own one)."""
         return user.may_use_team_token or bool(getattr(user, "team_token_for_everyone", False))
 
-    @admin.display(description="This month", ordering="month_spent")
+    @admin.display(description=gettext_lazy("This month"), ordering="month_spent")
     def this_month(self, user: User) -> str:
         budget = budgets.from_annotations(user)
         spent = usage_report.usd(budget.spent)
@@ -288,13 +292,13 @@ class TeamUserAdmin(UserAdmin):  # type: ignore[type-arg]
         return response
 
     @admin.action(
-        description="Deactivate selected users (signs them out everywhere)",
+        description=gettext_lazy("Deactivate selected users (signs them out everywhere)"),
         permissions=["change"],
     )
     def deactivate_users(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         self._set_active(request, queryset, False)
 
-    @admin.action(description="Reactivate selected users", permissions=["change"])
+    @admin.action(description=gettext_lazy("Reactivate selected users"), permissions=["change"])
     def activate_users(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         self._set_active(request, queryset, True)
 
@@ -305,8 +309,11 @@ class TeamUserAdmin(UserAdmin):  # type: ignore[type-arg]
         if skipped:
             messages.error(
                 request,
-                f"{skipped} selected user(s) left unchanged: only superusers may change "
-                "superusers or accounts with permissions you do not have.",
+                _(
+                    "%(count)d selected user(s) left unchanged: only superusers may change "
+                    "superusers or accounts with permissions you do not have."
+                )
+                % {"count": skipped},
             )
         return queryset.filter(pk__in=allowed)
 
@@ -314,7 +321,7 @@ class TeamUserAdmin(UserAdmin):  # type: ignore[type-arg]
         changed = 0
         for user in self._manageable(request, queryset).exclude(is_active=active):
             if not active and user.pk == request.user.pk:
-                messages.error(request, "You cannot deactivate your own account.")
+                messages.error(request, _("You cannot deactivate your own account."))
                 continue
             if active:
                 user.is_active = True
@@ -325,7 +332,10 @@ class TeamUserAdmin(UserAdmin):  # type: ignore[type-arg]
             else:
                 deactivate_user(user, _actor(request), request)
             changed += 1
-        messages.success(request, f"{changed} user(s) {'re' if active else 'de'}activated.")
+        done = (
+            _("%(count)d user(s) reactivated.") if active else _("%(count)d user(s) deactivated.")
+        )
+        messages.success(request, done % {"count": changed})
 
 
 def _own_token(user: User) -> NoboxToken | None:
@@ -426,9 +436,9 @@ class UsageAdmin(admin.ModelAdmin[Usage]):
     date_hierarchy = "finished_at"
     change_list_template = "admin/chat/usage/change_list.html"
 
-    @admin.display(description="Cost", ordering="cost")
+    @admin.display(description=gettext_lazy("Cost"), ordering="cost")
     def cost_text(self, record: Usage) -> str:
-        return "price unknown" if record.cost is None else f"${record.cost}"
+        return _("price unknown") if record.cost is None else f"${record.cost}"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -455,7 +465,7 @@ class UsageAdmin(admin.ModelAdmin[Usage]):
             "admin/chat/usage/dashboard.html",
             {
                 **self.admin_site.each_context(request),
-                "title": "Usage dashboard",
+                "title": _("Usage dashboard"),
                 "opts": self.model._meta,
                 **usage_dashboard.context(form),
             },
@@ -486,9 +496,11 @@ class NoboxTokenForm(forms.ModelForm[NoboxToken]):
         strip=True,
         max_length=tokens.MAX_TOKEN_LENGTH,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
-        label="New token",
-        help_text="Write-only: stored encrypted, never shown again. Leave empty to keep the "
-        "current token. Leave 'user' empty to make this the team's shared token.",
+        label=gettext_lazy("New token"),
+        help_text=gettext_lazy(
+            "Write-only: stored encrypted, never shown again. Leave empty to keep the current "
+            "token. Leave 'user' empty to make this the team's shared token."
+        ),
     )
 
     class Meta:
@@ -506,7 +518,7 @@ class NoboxTokenForm(forms.ModelForm[NoboxToken]):
         new_token = data.get("new_token", "")
         adding = self.instance._state.adding
         if adding and not new_token and "new_token" not in self.errors:
-            self.add_error("new_token", "Enter the token to store.")
+            self.add_error("new_token", _("Enter the token to store."))
         creating_team = adding and data.get("user") is None
         if creating_team and NoboxToken.objects.filter(is_team=True).exists():
             self.add_error("user", "A team token exists already: edit it instead, or pick a user.")
@@ -570,15 +582,15 @@ class NoboxTokenAdmin(admin.ModelAdmin[NoboxToken]):
         extra = ("user",) if obj is not None else ()
         return (*extra, *self.readonly_fields)
 
-    @admin.display(description="owner")
+    @admin.display(description=gettext_lazy("owner"))
     def owner(self, record: NoboxToken) -> str:
         return "team (shared)" if record.is_team else str(record.user)
 
-    @admin.display(description="token")
+    @admin.display(description=gettext_lazy("token"))
     def ending(self, record: NoboxToken) -> str:
         return f"…{record.last4}" if record.last4 else ""
 
-    @admin.display(description="last verification")
+    @admin.display(description=gettext_lazy("last verification"))
     def verify_result(self, record: NoboxToken) -> str:
         if record.last_verify_ok is None:
             return "never"
@@ -609,7 +621,8 @@ class NoboxTokenAdmin(admin.ModelAdmin[NoboxToken]):
                 self.delete_model(request, record)
 
     @admin.action(
-        description="Verify selected tokens with Nobox (lists the models)", permissions=["change"]
+        description=gettext_lazy("Verify selected tokens with Nobox (lists the models)"),
+        permissions=["change"],
     )
     def verify_tokens(self, request: HttpRequest, queryset: QuerySet[NoboxToken]) -> None:
         for record in queryset:
@@ -623,7 +636,8 @@ class NoboxTokenAdmin(admin.ModelAdmin[NoboxToken]):
             )
 
     @admin.action(
-        description="Revoke selected tokens (sending stops at once)", permissions=["change"]
+        description=gettext_lazy("Revoke selected tokens (sending stops at once)"),
+        permissions=["change"],
     )
     def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[NoboxToken]) -> None:
         revoked = 0
@@ -631,12 +645,14 @@ class NoboxTokenAdmin(admin.ModelAdmin[NoboxToken]):
             if _may_touch(request, record):
                 tokens.revoke(record, actor=_actor(request), request=request)
                 revoked += 1
-        messages.success(request, f"{revoked} token(s) revoked.")
+        messages.success(request, _("%(count)d token(s) revoked.") % {"count": revoked})
         if revoked < queryset.count():
             messages.error(
                 request,
-                "Only superusers may revoke the token of a superuser (or of an account "
-                "with permissions you do not have).",
+                _(
+                    "Only superusers may revoke the token of a superuser (or of an account "
+                    "with permissions you do not have)."
+                ),
             )
 
 
@@ -717,7 +733,7 @@ class LockoutAdmin(AccessAttemptAdmin):  # type: ignore[misc]
     """Axes' own admin, with its clean-up action behind the delete permission: it erases the
     record of failed sign-ins, so a view-only admin must not be able to run it."""
 
-    @admin.action(description="Clean up expired attempts", permissions=["delete"])
+    @admin.action(description=gettext_lazy("Clean up expired attempts"), permissions=["delete"])
     def cleanup_expired_attempts(
         self, request: HttpRequest, queryset: QuerySet[AccessAttempt]
     ) -> None:

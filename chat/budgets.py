@@ -17,7 +17,13 @@ from django.conf import settings
 from django.db.models import Count, DecimalField, OuterRef, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.functional import lazy
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+from django_stubs_ext import StrOrPromise
 
+from chat.languages import translated_later
 from chat.models import Message, TeamBudget, Usage, User
 
 ZERO = Decimal(0)
@@ -27,7 +33,7 @@ MONEY: DecimalField[Any, Any] = DecimalField(max_digits=14, decimal_places=8)
 class OverBudget(Exception):
     code = "budget_exceeded"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: StrOrPromise) -> None:
         super().__init__(message)
         self.message = message
 
@@ -141,22 +147,31 @@ def check(user: User) -> None:
         raise OverBudget(refusal(budget))
 
 
-def refusal(budget: Budget) -> str:
+def refusal(budget: Budget) -> StrOrPromise:
+    """The refusal, in the language of whoever reads it (see translated_later)."""
     assert budget.limit is not None
-    held = (
-        f" (replies still being written hold ${budget.reserved:.2f} of it)"
-        if budget.in_flight
-        else ""
-    )
-    return (
-        f"You have reached your monthly spending limit of ${budget.limit:.2f}: "
-        f"${budget.spent:.2f} spent this month{held}. It resets on "
-        f"{reset_day(budget)}. An admin can raise it."
-    )
+    values = {
+        "limit": f"${budget.limit:.2f}",
+        "spent": f"${budget.spent:.2f}",
+        "held": f"${budget.reserved:.2f}",
+    }
+    if budget.in_flight:
+        message = _(
+            "You have reached your monthly spending limit of %(limit)s: %(spent)s spent this "
+            "month (replies still being written hold %(held)s of it). It resets on %(day)s. An "
+            "admin can raise it."
+        )
+    else:
+        message = _(
+            "You have reached your monthly spending limit of %(limit)s: %(spent)s spent this "
+            "month. It resets on %(day)s. An admin can raise it."
+        )
+    return translated_later(message, day=lazy(reset_day, str)(budget), **values)
 
 
 def reset_day(budget: Budget) -> str:
-    return f"{budget.resets_at.day} {budget.resets_at:%B %Y}"
+    """The day the limit resets, as the reader's language writes a date ("1 June 2026")."""
+    return date_format(budget.resets_at, gettext("j F Y"))
 
 
 def lock_person(user: User) -> User:

@@ -15,7 +15,10 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
 from django.db import transaction
+from django.utils import translation
 from django.utils.crypto import constant_time_compare
+from django.utils.translation import gettext as _
+from django_stubs_ext import StrOrPromise
 
 from chat import branches
 from chat.access import NotFound, conversation_for
@@ -30,6 +33,7 @@ from chat.incoming_frames import (
     parse_send,
     required_id,
 )
+from chat.languages import language_of_scope
 from chat.models import Conversation, Message, User
 from chat.ratelimit import TokenBucket
 from chat.replies import events, generation
@@ -52,8 +56,11 @@ class ChatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     session_key: str | None
     feed: Feed
     conversation: Conversation | None = None
+    # What the socket's messages are written in: chosen once, from the handshake.
+    language: str = settings.LANGUAGE_CODE
 
     async def connect(self) -> None:
+        self.language = language_of_scope(self.scope)
         user = self.scope.get("user")
         hub = await get_hub()
         # Refusals accept, then close with the documented code: a handshake refusal reaches the
@@ -99,12 +106,20 @@ class ChatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     # --- browser frames ------------------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        # Messages of the frames answering this one (and of a reply it starts: the generation
+        # task copies this context) are in the socket's language; their codes never change.
+        with translation.override(self.language):
+            await self._receive(text_data, bytes_data)
+
+    async def _receive(self, text_data: str | None, bytes_data: bytes | None) -> None:
         frame: dict[str, Any] = {}
         try:
             frame = decode_frame(text_data, bytes_data, settings.MAX_FRAME_BYTES)
             wait = self.frame_budget.take(time.monotonic())
             if wait:
-                self._refuse("rate_limited", "Too many frames at once: wait a moment.", frame, wait)
+                self._refuse(
+                    "rate_limited", _("Too many frames at once: wait a moment."), frame, wait
+                )
             elif await self._still_signed_in():
                 await self._dispatch(frame)
         except FrameError as error:
@@ -115,7 +130,7 @@ class ChatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             # A database blip, a bug: say so and keep the socket (a consumer that died here
             # would never run disconnect, and its feed would stay registered).
             log.exception("a %s frame failed", frame.get("type"))
-            self._refuse("internal_error", "Something went wrong on our side. Try again.", frame)
+            self._refuse("internal_error", _("Something went wrong on our side. Try again."), frame)
 
     async def _dispatch(self, frame: dict[str, Any]) -> None:
         handler = {
@@ -127,7 +142,7 @@ class ChatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             "ping": self._on_ping,
         }.get(frame["type"])
         if handler is None:
-            raise FrameError("unknown_type", "Unknown frame type.")
+            raise FrameError("unknown_type", _("Unknown frame type."))
         await handler(frame)
 
     async def _on_ping(self, frame: dict[str, Any]) -> None:
@@ -182,7 +197,7 @@ class ChatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         conversation = await self._owned(required_id(frame, "conversation"))
         reply_id = await _streaming_reply(conversation.pk)
         if reply_id is None:
-            raise Refused("not_running", "No reply is being written in this conversation.")
+            raise Refused("not_running", _("No reply is being written in this conversation."))
         self.feed.hub.request_stop(reply_id)
 
     async def _owned(self, public_id: str) -> Conversation:
@@ -190,17 +205,22 @@ class ChatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             conversation: Conversation = await in_db_pool(conversation_for)(self.user, public_id)
             return conversation
         except NotFound as exc:
-            raise Refused("not_found", "No such conversation.") from exc
+            raise Refused("not_found", _("No such conversation.")) from exc
 
     async def _watch(self, conversation: Conversation, *, state_follows: bool = False) -> None:
         self.conversation = conversation
         await self.feed.watch(conversation.public_id, state_follows=state_follows)
 
     def _refuse(
-        self, code: str, message: str, frame: dict[str, Any], retry_after: float | None = None
+        self,
+        code: str,
+        message: StrOrPromise,
+        frame: dict[str, Any],
+        retry_after: float | None = None,
     ) -> None:
         wait = round(retry_after, 2) if retry_after is not None else None
-        self.feed.queue_frame(events.error_frame(code, message, frame_ref(frame), wait))
+        # str(): a lazy message becomes text here, in the socket's language.
+        self.feed.queue_frame(events.error_frame(code, str(message), frame_ref(frame), wait))
 
     # --- who may keep this socket (the hub calls on_sign_out and on_recheck) -------------------
 

@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext as _
 
 from chat import attachments, branches
 from chat.models import Attachment, Conversation, Message, User
@@ -127,12 +128,15 @@ def import_json(owner: User, raw: bytes) -> Conversation:
     data = _parsed(raw)
     messages = data.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise ImportRefused("The file holds no messages.")
+        raise ImportRefused(_("The file holds no messages."))
     if len(messages) > settings.MAX_IMPORT_MESSAGES:
-        raise ImportRefused(f"At most {settings.MAX_IMPORT_MESSAGES} messages can be imported.")
+        raise ImportRefused(
+            _("At most %(count)d messages can be imported.")
+            % {"count": settings.MAX_IMPORT_MESSAGES}
+        )
     checked = [_checked_message(m, i) for i, m in enumerate(messages)]
     _place_in_tree(messages, checked, data.get("version"))
-    stored = [attachments.save_files(uploads) for _, uploads in checked]
+    stored = [attachments.save_files(uploads) for _fields, uploads in checked]
     try:
         with transaction.atomic():
             return _create(owner, data, checked, stored)
@@ -145,13 +149,11 @@ def _parsed(raw: bytes) -> dict[str, Any]:
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise ImportRefused("The file is not JSON.") from None
+        raise ImportRefused(_("The file is not JSON.")) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ImportRefused("The file is not a noboxweb conversation export.")
+        raise ImportRefused(_("The file is not a noboxweb conversation export."))
     if data.get("version") not in READABLE_VERSIONS:
-        raise ImportRefused(
-            f"Only version {' and '.join(map(str, READABLE_VERSIONS))} exports can be imported."
-        )
+        raise ImportRefused(_("Only version 1 and 2 exports can be imported."))
     return data
 
 
@@ -164,7 +166,7 @@ def _place_in_tree(
     from 1 in file order): from a version 2 file's `seq`/`parent`, which must name a message
     earlier in the file; a version 1 file is one branch."""
     position: dict[object, int] = {}
-    for index, (item, (fields, _)) in enumerate(zip(items, checked, strict=True)):
+    for index, (item, (fields, _uploads)) in enumerate(zip(items, checked, strict=True)):
         if version == 1:
             fields["parent_seq"] = index  # 0: the first
             continue
@@ -193,7 +195,7 @@ def _create(
         next_seq=len(checked) + 1,
         leaf_seq=_imported_leaf(data, checked),
         # One branch unless some message follows another than the one before it.
-        branched=any(fields["parent_seq"] != seq - 1 for seq, (fields, _) in enumerate(checked, 1)),
+        branched=any(f["parent_seq"] != seq - 1 for seq, (f, _uploads) in enumerate(checked, 1)),
     )
     for seq, ((fields, uploads), names) in enumerate(zip(checked, stored, strict=True), 1):
         message = Message.objects.create(conversation=conversation, seq=seq, **fields)
@@ -220,10 +222,12 @@ def _imported_leaf(
 
 def _checked_message(item: object, index: int) -> tuple[dict[str, Any], list[attachments.Upload]]:
     if not isinstance(item, dict) or item.get("role") not in ("user", "assistant"):
-        raise ImportRefused(f"Message {index + 1} is not a user or assistant message.")
+        raise ImportRefused(
+            _("Message %(number)d is not a user or assistant message.") % {"number": index + 1}
+        )
     status = item.get("status") or "complete"
     if status not in STATUSES:
-        raise ImportRefused(f"Message {index + 1} has an unknown status.")
+        raise ImportRefused(_("Message %(number)d has an unknown status.") % {"number": index + 1})
     error, usage = _object(item.get("error")), _object(item.get("usage"))
     fields = {
         "role": item["role"],
@@ -243,21 +247,26 @@ def _checked_message(item: object, index: int) -> tuple[dict[str, Any], list[att
     if item["role"] != "user" or not isinstance(files, list):
         files = []
     if len(files) > settings.MAX_ATTACHMENTS:
-        raise ImportRefused(f"Message {index + 1} has more than {settings.MAX_ATTACHMENTS} files.")
+        raise ImportRefused(
+            _("Message %(number)d has more than %(count)d files.")
+            % {"number": index + 1, "count": settings.MAX_ATTACHMENTS}
+        )
     return fields, [_checked_file(f, index) for f in files]
 
 
 def _checked_file(item: object, index: int) -> attachments.Upload:
     data = item.get("data") if isinstance(item, dict) else None
     if not isinstance(data, str):
-        raise ImportRefused(f"A file of message {index + 1} has no data.")
+        raise ImportRefused(_("A file of message %(number)d has no data.") % {"number": index + 1})
     if len(data) * 3 // 4 > settings.MAX_ATTACHMENT_BYTES + 2:
-        raise ImportRefused(f"A file of message {index + 1} is too large.")
+        raise ImportRefused(_("A file of message %(number)d is too large.") % {"number": index + 1})
     try:
         raw = base64.b64decode(data, validate=True)
         kind = attachments.recognise(raw)
     except (binascii.Error, ValueError):
-        raise ImportRefused(f"A file of message {index + 1} is not a file we accept.") from None
+        raise ImportRefused(
+            _("A file of message %(number)d is not a file we accept.") % {"number": index + 1}
+        ) from None
     assert isinstance(item, dict)
     return attachments.Upload(attachments.clean_name(item.get("name"), kind), raw, kind)
 
@@ -271,7 +280,7 @@ def _text(data: dict[str, Any], key: str, limit: int) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise ImportRefused(f"{key} must be text.")
+        raise ImportRefused(_("%(field)s must be text.") % {"field": key})
     # NUL and lone surrogates: no database column holds them (see incoming_frames).
     return "".join(c for c in value[:limit] if c != "\x00" and not "\ud800" <= c <= "\udfff")
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from chat import conversations, search
@@ -32,11 +33,11 @@ def signed_in_json(view: JsonView) -> JsonView:
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
         user = request.user
         if not isinstance(user, User) or not user.is_authenticated:
-            return error(401, "unauthenticated", "You are signed out. Sign in again.")
+            return error(401, "unauthenticated", _("You are signed out. Sign in again."))
         try:
             return view(request, user, *args, **kwargs)
         except NotFound:
-            return error(404, "not_found", "No such conversation.")
+            return error(404, "not_found", _("No such conversation."))
 
     return wrapper
 
@@ -82,7 +83,9 @@ def rename(request: HttpRequest, user: User, public_id: str) -> JsonResponse:
     target = conversation_for(user, public_id)
     form = RenameForm(request.POST)
     if not form.is_valid():
-        return error(400, "invalid_title", "A title needs 1 to 200 characters (not only spaces).")
+        return error(
+            400, "invalid_title", _("A title needs 1 to 200 characters (not only spaces).")
+        )
     target.title = form.cleaned_data["title"]
     target.save(update_fields=["title"])
     return JsonResponse({"conversation": conversations.summary(target)})
@@ -93,7 +96,7 @@ def rename(request: HttpRequest, user: User, public_id: str) -> JsonResponse:
 def pin(request: HttpRequest, user: User, public_id: str) -> JsonResponse:
     pinned = _flag(request, "pinned")
     if pinned is None:
-        return error(400, "invalid_flag", "Send pinned=true or pinned=false.")
+        return error(400, "invalid_flag", _("Send pinned=true or pinned=false."))
     target = conversations.set_pinned(user, public_id, pinned)
     return JsonResponse({"conversation": conversations.summary(target)})
 
@@ -103,7 +106,7 @@ def pin(request: HttpRequest, user: User, public_id: str) -> JsonResponse:
 def archive(request: HttpRequest, user: User, public_id: str) -> JsonResponse:
     archived = _flag(request, "archived")
     if archived is None:
-        return error(400, "invalid_flag", "Send archived=true or archived=false.")
+        return error(400, "invalid_flag", _("Send archived=true or archived=false."))
     target = conversations.set_archived(user, public_id, archived)
     return JsonResponse({"conversation": conversations.summary(target)})
 
@@ -131,6 +134,6 @@ def restore(request: HttpRequest, user: User, public_id: str) -> JsonResponse:
         return error(
             410,
             "undo_expired",
-            "Too late to undo: the conversation was deleted for good.",
+            _("Too late to undo: the conversation was deleted for good."),
         )
     return JsonResponse({"conversation": conversations.summary(restored)})

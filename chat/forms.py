@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_variables
 
 from chat import tokens
@@ -12,12 +13,14 @@ from chat.sharing import EXPIRY_CHOICES
 
 class TokenForm(forms.Form):
     token = forms.CharField(
-        label="Nobox token",
+        label=_("Nobox token"),
         max_length=tokens.MAX_TOKEN_LENGTH,
         strip=True,
         widget=forms.PasswordInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
-        help_text="From the Nobox dashboard. It is checked with Nobox, stored encrypted, and "
-        "never shown again (only its last four characters).",
+        help_text=_(
+            "From the Nobox dashboard. It is checked with Nobox, stored encrypted, and never "
+            "shown again (only its last four characters)."
+        ),
     )
 
     @sensitive_variables("token")
@@ -36,7 +39,7 @@ def token_or_error(token: str) -> str:
 
 
 class RenameForm(forms.Form):
-    title = forms.CharField(max_length=200, strip=True)
+    title = forms.CharField(label=_("Title"), max_length=200, strip=True)
 
 
 class ShareForm(forms.Form):
@@ -44,17 +47,19 @@ class ShareForm(forms.Form):
         choices=ShareLink.Kind.choices,
         initial=ShareLink.Kind.SNAPSHOT,
         widget=forms.RadioSelect,
-        label="What the link shows",
-        help_text="Snapshot: the conversation as it is now; later messages never appear. "
-        "Live: later messages appear too, and replies stream as they are written.",
+        label=_("What the link shows"),
+        help_text=_(
+            "Snapshot: the conversation as it is now; later messages never appear. Live: later "
+            "messages appear too, and replies stream as they are written."
+        ),
     )
     expires = forms.ChoiceField(
-        choices=[(value, label) for value, (label, _) in EXPIRY_CHOICES.items()],
+        choices=[(value, label) for value, (label, _duration) in EXPIRY_CHOICES.items()],
         required=False,
-        label="Expires",
+        label=_("Expires"),
     )
-    show_owner_name = forms.BooleanField(required=False, label="Show my name")
-    show_cost = forms.BooleanField(required=False, label="Show token counts and cost")
+    show_owner_name = forms.BooleanField(required=False, label=_("Show my name"))
+    show_cost = forms.BooleanField(required=False, label=_("Show token counts and cost"))
 
     def expires_in(self) -> timedelta | None:
         return EXPIRY_CHOICES[self.cleaned_data.get("expires") or ""][1]

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from chat import attachments
 from chat.attachments import Upload
@@ -45,25 +47,30 @@ def decode_frame(text_data: str | None, bytes_data: bytes | None, max_bytes: int
 
     Nothing here trusts the sender: any JSON value, any nesting, any string may arrive."""
     if text_data is None:
-        raise FrameError("bad_frame", "Frames are JSON text, not binary.")
+        raise FrameError("bad_frame", _("Frames are JSON text, not binary."))
     if longer_than(text_data, max_bytes):
-        raise FrameError("too_large", f"The frame is larger than {_size(max_bytes)}.")
+        raise FrameError(
+            "too_large", _("The frame is larger than %(size)s.") % {"size": _size(max_bytes)}
+        )
     try:
         frame = json.loads(text_data)
     except (ValueError, RecursionError) as exc:
         # RecursionError: nesting deeper than the parser's stack ("[[[[..."); not a frame.
-        raise FrameError("bad_frame", "The frame is not valid JSON.") from exc
+        raise FrameError("bad_frame", _("The frame is not valid JSON.")) from exc
     if not isinstance(frame, dict):
-        raise FrameError("bad_frame", "A frame is a JSON object with a type.")
+        raise FrameError("bad_frame", _("A frame is a JSON object with a type."))
     ref = frame_ref(frame)
     if not isinstance(frame.get("type"), str):
-        raise FrameError("unknown_type", "A frame's type must be a string.", ref)
+        raise FrameError("unknown_type", _("A frame's type must be a string."), ref)
     broken = _lone_surrogate_field(frame)
     if broken is not None:
         raise FrameError(
             "invalid",
-            f"{broken} contains a broken character (half of a UTF-16 pair, e.g. an emoji cut in "
-            "two, or a NUL); remove it and send again.",
+            _(
+                "%(field)s contains a broken character (half of a UTF-16 pair, e.g. an emoji cut "
+                "in two, or a NUL); remove it and send again."
+            )
+            % {"field": broken},
             ref,
         )
     return frame
@@ -111,7 +118,9 @@ def _lone_surrogate_field(frame: dict[str, Any]) -> str | None:
 
 
 def _size(limit: int) -> str:
-    return f"{limit // 1024 // 1024} MiB" if limit >= 1024 * 1024 else f"{limit} bytes"
+    if limit >= 1024 * 1024:
+        return _("%(count)d MiB") % {"count": limit // 1024 // 1024}
+    return _("%(count)d bytes") % {"count": limit}
 
 
 @dataclass(frozen=True)
@@ -137,15 +146,15 @@ def parse_send(frame: dict[str, Any]) -> SendRequest:
     text = _string(frame, "text", settings.MAX_MESSAGE_CHARS, default="")
     files = _attachments(frame.get("attachments", []))
     if not text.strip() and not files:
-        raise FrameError("invalid", "The message is empty.")
+        raise FrameError("invalid", _("The message is empty."))
     parent_id, edit_id = optional_id(frame, "parent"), optional_id(frame, "edit")
     conversation_id = optional_id(frame, "conversation")
     if parent_id and edit_id:
-        raise FrameError("invalid", "A message follows either parent or edit, not both.")
+        raise FrameError("invalid", _("A message follows either parent or edit, not both."))
     if (parent_id or edit_id) and conversation_id is None:
-        raise FrameError("invalid", "parent and edit need the conversation.")
+        raise FrameError("invalid", _("parent and edit need the conversation."))
     if edit_id and files:
-        raise FrameError("invalid", "An edit keeps the message's files; it cannot add any.")
+        raise FrameError("invalid", _("An edit keeps the message's files; it cannot add any."))
     return SendRequest(
         client_id=_client_id(frame),
         conversation_id=conversation_id,
@@ -174,7 +183,7 @@ def parse_regenerate(frame: dict[str, Any]) -> SendRequest:
 def _client_id(frame: dict[str, Any]) -> str:
     client_id = frame.get("client_id")
     if not isinstance(client_id, str) or not CLIENT_ID.match(client_id):
-        raise FrameError("invalid", "client_id must be 1-64 letters, digits, '-' or '_'.")
+        raise FrameError("invalid", _("client_id must be 1-64 letters, digits, '-' or '_'."))
     return client_id
 
 
@@ -191,14 +200,14 @@ def optional_id(frame: dict[str, Any], key: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value or len(value) > 32:
-        raise FrameError("invalid", f"{key} must be an id string.")
+        raise FrameError("invalid", _("%(field)s must be an id string.") % {"field": key})
     return value
 
 
 def required_id(frame: dict[str, Any], key: str) -> str:
     value = optional_id(frame, key)
     if value is None:
-        raise FrameError("invalid", f"{key} is required.")
+        raise FrameError("invalid", _("%(field)s is required.") % {"field": key})
     return value
 
 
@@ -207,16 +216,21 @@ def optional_int(frame: dict[str, Any], key: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise FrameError("invalid", f"{key} must be a non-negative whole number.")
+        raise FrameError(
+            "invalid", _("%(field)s must be a non-negative whole number.") % {"field": key}
+        )
     return int(value)
 
 
 def _string(frame: dict[str, Any], key: str, limit: int, default: str) -> str:
     value = frame.get(key, default)
     if not isinstance(value, str):
-        raise FrameError("invalid", f"{key} must be a string.")
+        raise FrameError("invalid", _("%(field)s must be a string.") % {"field": key})
     if len(value) > limit:
-        raise FrameError("too_large", f"{key} is longer than {limit} characters.")
+        raise FrameError(
+            "too_large",
+            _("%(field)s is longer than %(limit)d characters.") % {"field": key, "limit": limit},
+        )
     return value
 
 
@@ -229,7 +243,7 @@ def _optional_string(frame: dict[str, Any], key: str, limit: int) -> str | None:
 def _model(frame: dict[str, Any]) -> str:
     model = frame.get("model")
     if not isinstance(model, str) or not model.strip() or len(model) > 200:
-        raise FrameError("invalid", "Pick a model first.")
+        raise FrameError("invalid", _("Pick a model first."))
     return model.strip()
 
 
@@ -237,7 +251,7 @@ def _temperature(value: object) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 2:
-        raise FrameError("invalid", "temperature must be a number from 0 to 2.")
+        raise FrameError("invalid", _("temperature must be a number from 0 to 2."))
     return float(value)
 
 
@@ -246,16 +260,20 @@ def _max_tokens(value: object) -> int | None:
         return None
     limit = settings.MAX_OUTPUT_TOKENS
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
-        raise FrameError("invalid", f"max_tokens must be a whole number from 1 to {limit}.")
+        raise FrameError(
+            "invalid",
+            _("max_tokens must be a whole number from 1 to %(limit)d.") % {"limit": limit},
+        )
     return value
 
 
 def _attachments(value: object) -> list[Upload]:
     if not isinstance(value, list):
-        raise FrameError("invalid", "attachments must be a list.")
+        raise FrameError("invalid", _("attachments must be a list."))
     if len(value) > settings.MAX_ATTACHMENTS:
         raise FrameError(
-            "too_large", f"At most {settings.MAX_ATTACHMENTS} attachments per message."
+            "too_large",
+            _("At most %(count)d attachments per message.") % {"count": settings.MAX_ATTACHMENTS},
         )
     return [_attachment(item) for item in value]
 
@@ -265,13 +283,13 @@ def _attachment(item: object) -> Upload:
     bytes, so nothing here makes the server or a viewer's browser fetch a remote address. The
     bytes decide what it is (chat.attachments.recognise)."""
     if not isinstance(item, dict):
-        raise FrameError("invalid", "Each attachment must be an object.")
+        raise FrameError("invalid", _("Each attachment must be an object."))
     kind = item.get("type")
     if kind == "file":
         file = item.get("file")
         data = file.get("data") if isinstance(file, dict) else None
         if not isinstance(data, str):
-            raise FrameError("invalid", "A file needs its bytes as base64 data.")
+            raise FrameError("invalid", _("A file needs its bytes as base64 data."))
         return _upload(file.get("name") if isinstance(file, dict) else None, data, None)
     if kind == "image_url":
         url = (
@@ -281,16 +299,16 @@ def _attachment(item: object) -> Upload:
         )
         match = IMAGE_DATA_URL.match(url) if isinstance(url, str) else None
         if match is None:
-            raise FrameError("invalid", "Images must be PNG, JPEG, GIF or WebP data URLs.")
+            raise FrameError("invalid", _("Images must be PNG, JPEG, GIF or WebP data URLs."))
         return _upload(None, match.group(2), attachments.IMAGE)
     if kind == "input_audio":
         audio = item.get("input_audio")
         data = audio.get("data") if isinstance(audio, dict) else None
         fmt = audio.get("format") if isinstance(audio, dict) else None
         if not isinstance(data, str) or fmt not in AUDIO_FORMATS:
-            raise FrameError("invalid", "Audio must be base64 data in wav or mp3 format.")
+            raise FrameError("invalid", _("Audio must be base64 data in wav or mp3 format."))
         return _upload(None, data, attachments.AUDIO)
-    raise FrameError("invalid", "Attachments are file, image_url or input_audio parts.")
+    raise FrameError("invalid", _("Attachments are file, image_url or input_audio parts."))
 
 
 def _upload(name: object, data: str, expected: str | None) -> Upload:
@@ -298,13 +316,19 @@ def _upload(name: object, data: str, expected: str | None) -> Upload:
     try:
         kind = attachments.recognise(raw)
     except attachments.Unrecognised:
-        raise FrameError("unsupported_file", UNSUPPORTED_FILE) from None
+        raise FrameError("unsupported_file", str(UNSUPPORTED_FILE)) from None
     if expected is not None and kind.kind != expected:
-        raise FrameError("unsupported_file", f"That file is not the {expected} it claims to be.")
+        raise FrameError("unsupported_file", str(NOT_WHAT_IT_CLAIMS[expected]))
     return Upload(attachments.clean_name(name, kind), raw, kind)
 
 
-UNSUPPORTED_FILE = (
+# One sentence per kind an OpenAI-style part claims (image_url, input_audio): a translation
+# needs the whole sentence.
+NOT_WHAT_IT_CLAIMS = {
+    "image": gettext_lazy("That file is not the image it claims to be."),
+    "audio": gettext_lazy("That file is not the audio it claims to be."),
+}
+UNSUPPORTED_FILE = gettext_lazy(
     "Only PNG, JPEG, GIF and WebP images, WAV and MP3 audio and UTF-8 text files can be attached."
 )
 
@@ -314,15 +338,17 @@ def _decoded(data: str) -> bytes:
     the length first so an oversized attachment is never decoded."""
     limit = settings.MAX_ATTACHMENT_BYTES
     if decoded_size(data) > limit:
-        raise FrameError("too_large", f"An attachment is larger than {_size(limit)}.")
+        raise FrameError(
+            "too_large", _("An attachment is larger than %(size)s.") % {"size": _size(limit)}
+        )
     if not data:
-        raise FrameError("invalid", "An attachment is empty.")
+        raise FrameError("invalid", _("An attachment is empty."))
     try:
         # validate=True refuses any character outside the alphabet instead of skipping it, so
         # "***" or a stray newline is an error, not a silently different file.
         return base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise FrameError("invalid", "An attachment is not valid base64.") from exc
+        raise FrameError("invalid", _("An attachment is not valid base64.")) from exc
 
 
 def decoded_size(data: str) -> int:

@@ -15,6 +15,7 @@ from django.db import connection, models
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 
 def new_public_id() -> str:
@@ -568,8 +569,8 @@ class ShareLink(models.Model):
     """A link that shows one conversation, read-only, to whoever holds its token."""
 
     class Kind(models.TextChoices):
-        SNAPSHOT = "snapshot", "Snapshot"
-        LIVE = "live", "Live"
+        SNAPSHOT = "snapshot", _("Snapshot")
+        LIVE = "live", _("Live")
 
     class State(models.TextChoices):
         ACTIVE = "active"
@@ -624,8 +625,8 @@ class ShareSettings(models.Model):
     """The team's sharing policy, one row, edited in the admin."""
 
     class Audience(models.TextChoices):
-        MEMBERS = "members", "Signed-in members only"
-        ANYONE = "anyone", "Anyone with the link"
+        MEMBERS = "members", _("Signed-in members only")
+        ANYONE = "anyone", _("Anyone with the link")
 
     audience = models.CharField(
         max_length=16,

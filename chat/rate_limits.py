@@ -21,7 +21,10 @@ import redis
 from django.conf import settings
 from django.db.models import Count
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django_stubs_ext import StrOrPromise
 
+from chat.languages import translated_later
 from chat.models import Message, User
 
 log = logging.getLogger(__name__)
@@ -34,7 +37,7 @@ CONCURRENT_RETRY_SECONDS = 5.0
 class RateLimited(Exception):
     code = "rate_limited"
 
-    def __init__(self, message: str, retry_after: float) -> None:
+    def __init__(self, message: StrOrPromise, retry_after: float) -> None:
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after
@@ -47,8 +50,14 @@ def check(user: User, client_id: str) -> None:
     wait = _sends_wait(user, client_id)
     if wait > 0:
         raise RateLimited(
-            f"You can send {settings.SEND_PER_MINUTE} messages a minute. "
-            f"Wait {math.ceil(wait)} s; the page will send it then.",
+            translated_later(
+                _(
+                    "You can send %(count)d messages a minute. Wait %(wait)d s; the page will "
+                    "send it then."
+                ),
+                count=settings.SEND_PER_MINUTE,
+                wait=math.ceil(wait),
+            ),
             round(wait, 2),
         )
 
@@ -57,8 +66,14 @@ def _check_concurrent(user: User) -> None:
     running = Message.objects.streaming().filter(conversation__owner=user).count()
     if running >= settings.CONCURRENT_REPLIES:
         raise RateLimited(
-            f"{running} replies are being written for you already (at most "
-            f"{settings.CONCURRENT_REPLIES} at once). Wait for one to finish.",
+            translated_later(
+                _(
+                    "%(running)d replies are being written for you already (at most %(limit)d "
+                    "at once). Wait for one to finish."
+                ),
+                running=running,
+                limit=settings.CONCURRENT_REPLIES,
+            ),
             CONCURRENT_RETRY_SECONDS,
         )
 

@@ -8,6 +8,8 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from chat import sharing
 from chat.models import ShareLink, ShareSettings, User
@@ -51,12 +53,13 @@ class ShareLinkAdmin(admin.ModelAdmin[ShareLink]):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    @admin.display(description="state")
+    @admin.display(description=gettext_lazy("state"))
     def state(self, link: ShareLink) -> str:
         return link.state
 
     @admin.action(
-        description="Revoke selected links (open viewers are closed)", permissions=["change"]
+        description=gettext_lazy("Revoke selected links (open viewers are closed)"),
+        permissions=["change"],
     )
     def revoke_links(self, request: HttpRequest, queryset: QuerySet[ShareLink]) -> None:
         actor = request.user if isinstance(request.user, User) else None
@@ -64,7 +67,7 @@ class ShareLinkAdmin(admin.ModelAdmin[ShareLink]):
             sharing.revoke_link(link, actor, request=request)
             for link in queryset.select_related("owner", "conversation")
         )
-        messages.success(request, f"{revoked} link(s) revoked.")
+        messages.success(request, _("%(count)d link(s) revoked.") % {"count": revoked})
 
 
 @admin.register(ShareSettings)

@@ -21,12 +21,15 @@ from typing import Any
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from chat import sharing
 from chat.consumers import signed_out_code
 from chat.database import in_db_pool
 from chat.incoming_frames import FrameError, decode_frame, optional_int
+from chat.languages import language_of_scope
 from chat.models import ShareLink, ShareSettings, User, share_token_hash
 from chat.ratelimit import TokenBucket
 from chat.replies import events
@@ -38,7 +41,7 @@ log = logging.getLogger(__name__)
 
 # A viewer has nothing to send but `subscribe` and `ping`.
 MAX_VIEWER_FRAME_BYTES = 4096
-READ_ONLY = "This is a shared conversation: it can be read here, not written to."
+READ_ONLY = gettext_lazy("This is a shared conversation: it can be read here, not written to.")
 # Frames that carry no message, passed on as they are (the hot path); anything else is parsed
 # and rewritten for the viewer. A frame not recognised here is parsed: safe, only slower.
 _PASS_THROUGH = re.compile(r'^\{\s*"type"\s*:\s*"(?:delta|snapshot|hello|pong|error)"')
@@ -52,6 +55,7 @@ class ShareViewerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     link: ShareLink
 
     async def connect(self) -> None:
+        self.language = language_of_scope(self.scope)  # once: what its error messages are in
         token = self.token = str(self.scope["url_route"]["kwargs"].get("token", ""))
         self.hub = await get_hub()
         self.listening: list[tuple[str, Listener]] = []
@@ -122,22 +126,26 @@ class ShareViewerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if not hasattr(self, "feed"):
             return  # being closed
+        with translation.override(self.language):
+            await self._receive(text_data, bytes_data)
+
+    async def _receive(self, text_data: str | None, bytes_data: bytes | None) -> None:
         try:
             frame = decode_frame(text_data, bytes_data, MAX_VIEWER_FRAME_BYTES)
             if self.frame_budget.take(time.monotonic()):
-                raise FrameError("rate_limited", "Too many frames at once: wait a moment.")
+                raise FrameError("rate_limited", _("Too many frames at once: wait a moment."))
             if frame["type"] == "subscribe":
                 await self._on_subscribe(frame)
             elif frame["type"] == "ping":
                 self.feed.queue_frame(events.pong_frame())
             else:
-                raise FrameError("read_only", READ_ONLY)
+                raise FrameError("read_only", str(READ_ONLY))
         except FrameError as error:
             self.feed.queue_frame(events.error_frame(error.code, error.message, {}))
         except Exception:
             log.exception("a share viewer's frame failed")
             self.feed.queue_frame(
-                events.error_frame("internal_error", "Something went wrong. Try again.", {})
+                events.error_frame("internal_error", _("Something went wrong. Try again."), {})
             )
 
     async def _on_subscribe(self, frame: dict[str, Any]) -> None:
@@ -161,7 +169,9 @@ class ShareViewerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         """Every frame goes out through here: messages lose what the owner did not choose to
         show (cost, usage, their error sentences) and the conversation's id."""
         if not _PASS_THROUGH.match(text):
-            text = json.dumps(viewer_frame(json.loads(text), self.link.show_cost, self.token))
+            with translation.override(self.language):  # what it says instead of the owner
+                frame = viewer_frame(json.loads(text), self.link.show_cost, self.token)
+            text = json.dumps(frame)
         await self.send(text_data=text)
 
     # --- closing ---------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.utils.cache import patch_cache_control
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from chat import sharing
@@ -77,7 +78,7 @@ def links(request: HttpRequest) -> HttpResponse:
 def revoke(request: HttpRequest, public_id: str) -> HttpResponse:
     link = share_link_or_404(_user(request), public_id)
     if sharing.revoke_link(link, _user(request), request=request):
-        messages.success(request, "The link was revoked: it no longer opens.")
+        messages.success(request, _("The link was revoked: it no longer opens."))
     return redirect("chat:share_links")
 
 
@@ -154,5 +155,5 @@ def continue_shared(request: HttpRequest, token: str) -> HttpResponse:
     if link is None:
         return _gone(request)
     copy = sharing.continue_in_account(link, user)
-    messages.success(request, "The shared conversation is now yours to continue.")
+    messages.success(request, _("The shared conversation is now yours to continue."))
     return redirect("chat:conversation", public_id=copy.public_id)

@@ -18,6 +18,9 @@ from django.dispatch import receiver
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+from django_stubs_ext import StrOrPromise
 
 from chat import attachments, audit, branches
 from chat.models import (
@@ -35,17 +38,17 @@ from chat.replies import events
 from chat.replies.hub import tell_from_thread
 
 # What the owner may choose as a lifetime (form value -> duration; "" never expires).
-EXPIRY_CHOICES: dict[str, tuple[str, timedelta | None]] = {
-    "": ("Never", None),
-    "1h": ("In 1 hour", timedelta(hours=1)),
-    "1d": ("In 1 day", timedelta(days=1)),
-    "7d": ("In 7 days", timedelta(days=7)),
-    "30d": ("In 30 days", timedelta(days=30)),
+EXPIRY_CHOICES: dict[str, tuple[StrOrPromise, timedelta | None]] = {
+    "": (_("Never"), None),
+    "1h": (_("In 1 hour"), timedelta(hours=1)),
+    "1d": (_("In 1 day"), timedelta(days=1)),
+    "7d": (_("In 7 days"), timedelta(days=7)),
+    "30d": (_("In 30 days"), timedelta(days=30)),
 }
 
 # What a viewer reads instead of the reply's own error sentence, which may speak of the owner's
 # token or account ("open Settings", "insufficient funds").
-SHARED_ERROR_MESSAGE = "This reply failed before it was finished."
+SHARED_ERROR_MESSAGE = _("This reply failed before it was finished.")
 
 
 def new_token() -> str:
@@ -193,7 +196,7 @@ def for_viewer(message: WireMessage, show_cost: bool, token: str) -> WireMessage
         shown["cost"] = None
         shown["usage"] = None
     if shown["error"] is not None:
-        shown["error"] = {"code": shown["error"]["code"], "message": SHARED_ERROR_MESSAGE}
+        shown["error"] = {"code": shown["error"]["code"], "message": str(SHARED_ERROR_MESSAGE)}
     shown["versions"] = []  # a viewer sees one branch and cannot reach the others
     return shown
 
@@ -224,7 +227,7 @@ def continue_in_account(link: ShareLink, user: User) -> Conversation:
     shown = [m for m in visible_messages(link) if m.status != Message.Status.STREAMING]
     with transaction.atomic():
         copy = Conversation.objects.create(
-            owner=user, title=(source.title or "Shared chat")[:200], model=source.model
+            owner=user, title=(source.title or gettext("Shared chat"))[:200], model=source.model
         )
         copied = Message.objects.bulk_create(
             [_copied(message, copy, user, seq) for seq, message in enumerate(shown, start=1)]
@@ -260,7 +263,7 @@ def _copied(message: Message, into: Conversation, user: User, seq: int) -> Messa
         model=message.model,
         status=message.status,
         error_code=message.error_code,
-        error_message=SHARED_ERROR_MESSAGE if message.error_code else "",
+        error_message=str(SHARED_ERROR_MESSAGE) if message.error_code else "",
         finish_reason=message.finish_reason,
         created_at=message.created_at,
         finished_at=message.finished_at,

@@ -18,6 +18,9 @@ from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+from django_stubs_ext import StrOrPromise
 
 from chat import audit
 from chat.models import AuditEvent, NoboxToken, User
@@ -35,9 +38,10 @@ class MalformedToken(ValueError):
 
 
 class TokenProblem(Exception):
-    """The user cannot send: no usable token. `code` and `message` go to the user as they are."""
+    """The user cannot send: no usable token. `code` and `message` go to the user as they are
+    (`message` translated where it is sent)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: StrOrPromise) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -46,27 +50,29 @@ class TokenProblem(Exception):
 PROBLEMS = {
     State.EXPIRED: (
         "token_expired",
-        "Your Nobox token has expired. Save a new one in Settings or ask your admin.",
+        _("Your Nobox token has expired. Save a new one in Settings or ask your admin."),
     ),
     State.REVOKED: (
         "token_revoked",
-        "Your Nobox token was revoked by an admin. Save a new one in Settings or ask your admin.",
+        _(
+            "Your Nobox token was revoked by an admin. Save a new one in Settings or ask your "
+            "admin."
+        ),
     ),
     State.REJECTED: (
         "token_rejected",
-        "Nobox rejected your token (401). Replace it in Settings, then retry.",
+        _("Nobox rejected your token (401). Replace it in Settings, then retry."),
     ),
 }
-NO_TOKEN = ("no_token", "Save your Nobox token in Settings before chatting.")
+NO_TOKEN = ("no_token", _("Save your Nobox token in Settings before chatting."))
 UNREADABLE = (
     "token_unreadable",
-    "Your saved Nobox token can no longer be read. Please re-enter it in Settings.",
+    _("Your saved Nobox token can no longer be read. Please re-enter it in Settings."),
 )
 
 
 # --- format ------------------------------------------------------------------------------------
 
-NOT_A_TOKEN = "That does not look like a Nobox token"
 MIN_TOKEN_LENGTH = 8
 MAX_TOKEN_LENGTH = 500
 
@@ -80,22 +86,28 @@ def check_format(token: str) -> str:
     """
     if not MIN_TOKEN_LENGTH <= len(token) <= MAX_TOKEN_LENGTH:
         raise MalformedToken(
-            f"{NOT_A_TOKEN}: it has {len(token)} characters, and a token has "
-            f"{MIN_TOKEN_LENGTH} to {MAX_TOKEN_LENGTH}."
+            gettext(
+                "That does not look like a Nobox token: it has %(length)d characters, and a "
+                "token has %(min)d to %(max)d."
+            )
+            % {"length": len(token), "min": MIN_TOKEN_LENGTH, "max": MAX_TOKEN_LENGTH}
         )
     bad = next((ch for ch in token if not "!" <= ch <= "~"), None)
     if bad is not None:
         raise MalformedToken(
-            f"{NOT_A_TOKEN}: it contains {_name(bad)} at position {token.index(bad) + 1}, and "
-            "a token holds printable ASCII characters only, with no spaces. Copy it again from "
-            "the Nobox dashboard."
+            gettext(
+                "That does not look like a Nobox token: it contains %(character)s at position "
+                "%(position)d, and a token holds printable ASCII characters only, with no "
+                "spaces. Copy it again from the Nobox dashboard."
+            )
+            % {"character": _name(bad), "position": token.index(bad) + 1}
         )
     return token
 
 
 def _name(ch: str) -> str:
     if ch.isspace():
-        return "a space or line break"
+        return gettext("a space or line break")
     return f"U+{ord(ch):04X}" + (f" ({ch!r})" if ch.isprintable() else "")
 
 
@@ -313,7 +325,7 @@ def _choose(
     raise TokenProblem(*(own_problem or NO_TOKEN))
 
 
-def _problem(record: NoboxToken) -> tuple[str, str] | None:
+def _problem(record: NoboxToken) -> tuple[str, StrOrPromise] | None:
     if record.state != State.ACTIVE:
         return PROBLEMS[State(record.state)]
     try:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import httpx
 from django.conf import settings
+from django.utils.translation import gettext as _
 
 from chat.nobox import (
     ConnectionFailed,
@@ -133,27 +134,36 @@ async def model_info(token: str, model: str) -> ModelInfo | None:
 def explain(error: NoboxError) -> str:
     """A sentence for the chat: what happened and what to do about it."""
     if isinstance(error, InsufficientFunds):
-        return "Your Nobox wallet is out of funds. Top it up in the Nobox dashboard, then retry."
+        return _("Your Nobox wallet is out of funds. Top it up in the Nobox dashboard, then retry.")
     if isinstance(error, InvalidToken):
-        return "Nobox rejected your token. Replace it in Settings, then retry."
+        return _("Nobox rejected your token. Replace it in Settings, then retry.")
     if isinstance(error, ModelNotFound):
-        return "Nobox does not know this model (or your account cannot use it). Pick another model."
+        return _(
+            "Nobox does not know this model (or your account cannot use it). Pick another model."
+        )
     if isinstance(error, RateLimited):
-        wait = f" about {round(error.retry_after)} s" if error.retry_after else " a moment"
-        return f"Nobox is rate limiting your requests. Wait{wait}, then retry."
+        if error.retry_after:
+            return _(
+                "Nobox is rate limiting your requests. Wait about %(seconds)d s, then retry."
+            ) % {"seconds": round(error.retry_after)}
+        return _("Nobox is rate limiting your requests. Wait a moment, then retry.")
     if isinstance(error, NoboxTimeout):
         return {
-            "connect": "Could not reach Nobox in time. Check the network, then retry.",
-            "first_byte": "Nobox did not start answering in time. Retry, or pick another model.",
-            "stall": "Nobox stopped sending in the middle of the answer. The text so far is kept.",
-            "total": "The answer took too long and was cut off. The text so far is kept.",
-        }.get(error.phase, "Nobox took too long to answer. Retry.")
+            "connect": _("Could not reach Nobox in time. Check the network, then retry."),
+            "first_byte": _("Nobox did not start answering in time. Retry, or pick another model."),
+            "stall": _(
+                "Nobox stopped sending in the middle of the answer. The text so far is kept."
+            ),
+            "total": _("The answer took too long and was cut off. The text so far is kept."),
+        }.get(error.phase, _("Nobox took too long to answer. Retry."))
     if isinstance(error, IncompleteStream):
-        return "The connection to Nobox broke before the answer finished. The text so far is kept."
+        return _(
+            "The connection to Nobox broke before the answer finished. The text so far is kept."
+        )
     if isinstance(error, ConnectionFailed):
-        return "Could not connect to Nobox. Retry in a moment."
+        return _("Could not connect to Nobox. Retry in a moment.")
     if isinstance(error, MalformedResponse):
-        return "Nobox sent a response that could not be read. Retry in a moment."
+        return _("Nobox sent a response that could not be read. Retry in a moment.")
     if isinstance(error, UpstreamError):
-        return "Nobox or the model's provider had an internal error. Retry in a moment."
-    return "Nobox could not answer this request. Check the message and retry."
+        return _("Nobox or the model's provider had an internal error. Retry in a moment.")
+    return _("Nobox could not answer this request. Check the message and retry.")

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from django import forms
+from django.utils.translation import gettext as _
 
 from chat.usage_report import Group, Range, Totals, by, by_day, money, totals
 
@@ -23,9 +24,9 @@ class RangeForm(forms.Form):
         start, end = cleaned.get("start"), cleaned.get("end")
         if start and end:
             if end < start:
-                raise forms.ValidationError("The end is before the start.")
+                raise forms.ValidationError(_("The end is before the start."))
             if (end - start).days >= MAX_DAYS:
-                raise forms.ValidationError(f"Choose at most {MAX_DAYS} days.")
+                raise forms.ValidationError(_("Choose at most %(days)d days.") % {"days": MAX_DAYS})
         return cleaned
 
     def range(self) -> Range:

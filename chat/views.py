@@ -14,6 +14,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.text import slugify
+from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_POST
 
@@ -23,7 +24,7 @@ from chat.access import NotFound, attachment_or_404, conversation_or_404
 from chat.attachments import attachment_response
 from chat.forms import RenameForm, TokenForm
 from chat.models import Conversation, NoboxToken, Usage, User, WireMessage
-from chat.nobox import InvalidToken, NoboxError
+from chat.nobox import InvalidToken, NoboxError, Price
 from chat.nobox.client import UnsendableToken
 
 SIDEBAR_SIZE = 200
@@ -168,7 +169,7 @@ def delete(request: HttpRequest, public_id: str) -> HttpResponse:
         conversation_list.delete(_user(request), public_id)
     except NotFound as exc:
         raise Http404("No such conversation") from exc
-    messages.success(request, "Conversation deleted.")
+    messages.success(request, _("Conversation deleted."))
     return redirect("chat:home")
 
 
@@ -212,11 +213,12 @@ def import_conversation(request: HttpRequest) -> JsonResponse:
     """An exported JSON file (the request body, sent by the page's fetch) as a new conversation.
     Read here up to MAX_IMPORT_BYTES: Django's own body limit is for forms."""
     limit = settings.MAX_IMPORT_BYTES
+    too_large = _("The file is larger than %(size)d MB.") % {"size": limit // (1024 * 1024)}
     if int(request.headers.get("Content-Length") or 0) > limit:
-        return _import_error(f"The file is larger than {limit // (1024 * 1024)} MB.", 413)
+        return _import_error(too_large, 413)
     raw = request.read(limit + 1)
     if len(raw) > limit:
-        return _import_error(f"The file is larger than {limit // (1024 * 1024)} MB.", 413)
+        return _import_error(too_large, 413)
     try:
         conversation = conversation_export.import_json(_user(request), raw)
     except conversation_export.ImportRefused as refused:
@@ -244,14 +246,14 @@ async def token_settings(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         if request.POST.get("action") == "remove":
             await sync_to_async(tokens.remove_token)(user, request=request)
-            messages.success(request, "Your Nobox token was removed.")
+            messages.success(request, _("Your Nobox token was removed."))
             return redirect("chat:settings")
         form = TokenForm(request.POST)
         if form.is_valid() and await _verified(form):
             await sync_to_async(tokens.store_token)(
                 user, form.cleaned_data["token"], request=request
             )
-            messages.success(request, "Token verified with Nobox and saved.")
+            messages.success(request, _("Token verified with Nobox and saved."))
             return redirect(_next_page(request) or "chat:settings")
     saved = await NoboxToken.objects.filter(user=user).afirst()
     team = await sync_to_async(tokens.team_token_available)(user)
@@ -298,9 +300,23 @@ def spending_of(user: User) -> dict[str, Any]:
     }
 
 
+def price_label(price: Price) -> str:
+    """Price.label() in the person's language (chat.nobox holds no translations)."""
+    per_million = price.per_million()
+    if per_million is None:
+        return _("price unknown")
+    if price.free:
+        return _("free")
+    return _("%(prompt)s / %(completion)s per 1M tokens") % {
+        "prompt": per_million[0],
+        "completion": per_million[1],
+    }
+
+
 def explain(error: NoboxError) -> str:
     """What went wrong, for a person: a token that could not even be sent says so."""
     if isinstance(error, UnsendableToken):
+        # The client's own words (chat.nobox has no translations): English in every language.
         return f"{error.message[:1].upper()}{error.message[1:]}."
     return upstream.explain(error)
 
@@ -311,17 +327,19 @@ async def _verified(form: TokenForm) -> bool:
     try:
         await upstream.models_for(token, fresh=True)
     except UnsendableToken as error:
-        form.add_error("token", f"{explain(error)} Nothing was saved.")
+        form.add_error("token", _("%(problem)s Nothing was saved.") % {"problem": explain(error)})
         return False
     except InvalidToken:
         form.add_error(
-            "token", "Nobox rejected this token (401). Check it and try again; nothing was saved."
+            "token",
+            _("Nobox rejected this token (401). Check it and try again; nothing was saved."),
         )
         return False
     except NoboxError as error:
         form.add_error(
             "token",
-            f"Could not verify the token with Nobox: {upstream.explain(error)} Nothing was saved.",
+            _("Could not verify the token with Nobox: %(problem)s Nothing was saved.")
+            % {"problem": upstream.explain(error)},
         )
         return False
     return True
@@ -337,7 +355,7 @@ async def models_list(request: HttpRequest) -> HttpResponse:
         resolved = await sync_to_async(tokens.resolve)(user)
     except tokens.TokenProblem as problem:
         return JsonResponse(
-            {"error": {"code": problem.code, "message": problem.message}}, status=409
+            {"error": {"code": problem.code, "message": str(problem.message)}}, status=409
         )
     try:
         models = await upstream.models_for(resolved.token)
@@ -353,7 +371,7 @@ async def models_list(request: HttpRequest) -> HttpResponse:
                     "public_id": m.public_id,
                     "name": m.name,
                     "pricing": m.pricing,
-                    "price": m.price.label(),
+                    "price": price_label(m.price),
                 }
                 for m in models
             ]

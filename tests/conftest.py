@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from chat.translations import compile_stale
 from tests.servers import ON_CI, ROOT, service_or_skip, simulator
 
 if TYPE_CHECKING:
@@ -18,6 +19,12 @@ if TYPE_CHECKING:
     from chat.models import User
 
 __all__ = ["ON_CI", "ROOT", "service_or_skip"]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Tests read the compiled catalogues, as the app does: build any .mo missing or older than
+    its .po (what `make setup` does), so a test run never checks stale translations."""
+    compile_stale()
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,10 @@ from channels.testing import WebsocketCommunicator
 from chat.consumers import ChatConsumer
 
 
-async def connect(user: Any) -> WebsocketCommunicator:
-    communicator = WebsocketCommunicator(ChatConsumer.as_asgi(), "/ws/chat/")
+async def connect(
+    user: Any, headers: list[tuple[bytes, bytes]] | None = None
+) -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(ChatConsumer.as_asgi(), "/ws/chat/", headers=headers)
     communicator.scope["user"] = user
     connected, _ = await communicator.connect()
     assert connected

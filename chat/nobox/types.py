@@ -102,15 +102,21 @@ class Price:
         return self.prompt == 0 and self.completion == 0
 
     def label(self) -> str:
-        """For people: "free", "price unknown", or USD per million prompt / completion tokens."""
-        if self.prompt is None or self.completion is None:
+        """For people: "free", "price unknown", or USD per million prompt / completion tokens.
+        (In English: the app's pages say it in the person's language, chat.views.price_label.)"""
+        per_million = self.per_million()
+        if per_million is None:
             return "price unknown"
         if self.free:
             return "free"
+        return f"{per_million[0]} / {per_million[1]} per 1M tokens"
+
+    def per_million(self) -> tuple[str, str] | None:
+        """USD per million prompt and completion tokens ("$2.50", "$10.00"), None if unknown."""
+        if self.prompt is None or self.completion is None:
+            return None
         million = Decimal(1_000_000)
-        return (
-            f"${_plain(self.prompt * million)} / ${_plain(self.completion * million)} per 1M tokens"
-        )
+        return f"${_plain(self.prompt * million)}", f"${_plain(self.completion * million)}"
 
     def cost(self, usage: Usage | None) -> Decimal | None:
         if usage is None or self.prompt is None or self.completion is None:

@@ -18,6 +18,9 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, transaction
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django_stubs_ext import StrOrPromise
 
 from chat import titles, tokens
 from chat.database import in_db_pool
@@ -49,19 +52,25 @@ class Outcome:
     finish_reason: str = ""
     usage: Usage | None = None
     error_code: str = ""
-    error_message: str = ""
+    # Lazy for the outcomes made once (REFUSED_WRITE, SHUTDOWN): stored in the language of the
+    # reply's task, i.e. of the person who sent.
+    error_message: StrOrPromise = ""
 
 
 REFUSED_WRITE = Outcome(
     Status.ERROR,
     error_code="internal_error",
-    error_message="Something went wrong on our side while saving this reply. The text is kept.",
+    error_message=gettext_lazy(
+        "Something went wrong on our side while saving this reply. The text is kept."
+    ),
 )
 
 SHUTDOWN = Outcome(
     Status.INTERRUPTED,
     error_code="interrupted",
-    error_message="The server was restarted while writing this reply. The text so far is kept.",
+    error_message=gettext_lazy(
+        "The server was restarted while writing this reply. The text so far is kept."
+    ),
 )
 
 
@@ -189,14 +198,14 @@ class Generation:
             return Outcome(
                 Status.ERROR,
                 error_code="internal_error",
-                error_message="Something went wrong on our side. Retry in a moment.",
+                error_message=_("Something went wrong on our side. Retry in a moment."),
             )
         # The client raises IncompleteStream for a stream without [DONE]; returning without
         # Completed breaks its contract, so it is treated the same way.
         return Outcome(
             Status.ERROR,
             error_code="incomplete_stream",
-            error_message="The answer ended early. The text so far is kept.",
+            error_message=_("The answer ended early. The text so far is kept."),
         )
 
     # --- publishing ----------------------------------------------------------------------------
@@ -343,7 +352,7 @@ def _finish(reply_pk: int, text: str, outcome: Outcome, model: ModelInfo | None)
             status=outcome.status,
             finish_reason=outcome.finish_reason,
             error_code=outcome.error_code,
-            error_message=outcome.error_message,
+            error_message=str(outcome.error_message),
             prompt_tokens=usage.prompt_tokens if usage else None,
             completion_tokens=usage.completion_tokens if usage else None,
             total_tokens=usage.total_tokens if usage else None,

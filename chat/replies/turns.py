@@ -10,6 +10,9 @@ from typing import Any
 
 from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+from django_stubs_ext import StrOrPromise
 
 from chat import attachments, branches, budgets, limits, rate_limits, tokens
 from chat.access import NotFound, conversation_for
@@ -21,15 +24,16 @@ from chat.nobox import ChatRequest
 class Refused(Exception):
     """A request the workflow will not carry out; `code` is part of the protocol."""
 
-    def __init__(self, code: str, message: str, retry_after: float | None = None) -> None:
+    def __init__(self, code: str, message: StrOrPromise, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.retry_after = retry_after  # seconds, when trying again later will work
 
 
-BUSY = ("busy", "A reply is still being written in this conversation.")
-NO_MESSAGE = ("not_found", "No such message in this conversation.")
+NO_SUCH_CONVERSATION = _("No such conversation.")
+BUSY = ("busy", _("A reply is still being written in this conversation."))
+NO_MESSAGE = ("not_found", _("No such message in this conversation."))
 
 
 @dataclass
@@ -357,7 +361,7 @@ def _find_sent(user: User, client_id: str) -> Turn | None:
         return None
     if sent.conversation.deleted_at is not None:
         # Resent after its chat was deleted: the chat is gone for this user.
-        raise Refused("not_found", "No such conversation.")
+        raise Refused("not_found", NO_SUCH_CONVERSATION)
     tree = branches.load(sent.conversation)
     if sent.role == Message.Role.ASSISTANT:  # a regenerated reply: its parent is written
         user_message = sent.conversation.messages.get(seq=sent.parent_seq or 0)
@@ -385,20 +389,20 @@ def _locked_conversation(user: User, req: SendRequest) -> Conversation:
     try:
         conversation = conversation_for(user, req.conversation_id)
     except NotFound as exc:
-        raise Refused("not_found", "No such conversation.") from exc
+        raise Refused("not_found", NO_SUCH_CONVERSATION) from exc
     # The row lock serialises concurrent sends to one conversation (PostgreSQL); SQLite's
     # IMMEDIATE transactions already serialise all writers.
     try:
         return Conversation.objects.live().select_for_update().get(pk=conversation.pk)
     except Conversation.DoesNotExist as exc:  # deleted since the lookup above
-        raise Refused("not_found", "No such conversation.") from exc
+        raise Refused("not_found", NO_SUCH_CONVERSATION) from exc
 
 
 def fallback_title(text: str) -> str:
     """The title a new chat starts with (its first message's first words), until chat.titles
     names it."""
     line = " ".join(text.split())
-    return line[:80] if line else "Attachment"
+    return line[:80] if line else gettext("Attachment")
 
 
 def _apply_settings(conversation: Conversation, req: SendRequest) -> None:

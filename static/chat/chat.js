@@ -7,6 +7,7 @@ import { ModelPicker } from "./models.js";
 import { codeForCopyButton } from "./render.js";
 import { ConversationCost } from "./cost.js";
 import { HeaderMenu, Sidebar } from "./sidebar.js";
+import { t } from "./i18n.js";
 
 const $ = (selector) => document.querySelector(selector);
 const page = JSON.parse($("#page-data").textContent);
@@ -18,6 +19,7 @@ const MESSAGE_TOO_BIG = 1009;
 // off for its size, by the server or a proxy on the way that closes without 1009 (plain daphne
 // drops anything over 1 MiB): resending it on every reconnect would drop every connection.
 const LARGE_FRAME = 1024 * 1024;
+const NOT_CONNECTED = t("Not connected: your message will be sent when the connection is back.");
 
 const state = {
   conversation: page.conversation || null,
@@ -53,7 +55,7 @@ function showBanner(text, { key = text, link = null } = {}) {
   const close = document.createElement("button");
   close.type = "button";
   close.className = "banner-close";
-  close.setAttribute("aria-label", "Dismiss");
+  close.setAttribute("aria-label", t("Dismiss"));
   close.textContent = "×";
   banner.append(message, close);
   banners.append(banner);
@@ -75,13 +77,13 @@ function showError(code, message, key = code) {
   if (code === "no_token" || code === "invalid_token" || String(code).startsWith("token_")) {
     // no_token, token_unreadable, token_expired, token_revoked, token_rejected: all fixed in
     // Settings, and one such banner is enough.
-    showBanner(message || "Save your Nobox token in Settings before chatting.",
-               { key: "token", link: { href: urls.settingsUrl, label: "Open Settings" } });
+    showBanner(message || t("Save your Nobox token in Settings before chatting."),
+               { key: "token", link: { href: urls.settingsUrl, label: t("Open Settings") } });
   } else if (code === "busy") {
-    showBanner(`${message || "A reply is still being written in this conversation."} `
-               + "Wait for it to finish or press Stop.", { key });
+    showBanner(`${message || t("A reply is still being written in this conversation.")} `
+               + t("Wait for it to finish or press Stop."), { key });
   } else {
-    showBanner(message || "Something went wrong.", { key });
+    showBanner(message || t("Something went wrong."), { key });
   }
 }
 
@@ -119,11 +121,11 @@ function announce(text) {
 }
 
 const REPLY_ENDINGS = {
-  complete: "Reply finished.",
-  truncated: "Reply finished: it reached the length limit.",
-  stopped: "Reply stopped.",
-  interrupted: "Reply interrupted.",
-  error: "The reply failed.",
+  complete: t("Reply finished."),
+  truncated: t("Reply finished: it reached the length limit."),
+  stopped: t("Reply stopped."),
+  interrupted: t("Reply interrupted."),
+  error: t("The reply failed."),
 };
 
 jumpLatest.addEventListener("click", () => list.scrollToBottom());
@@ -162,7 +164,7 @@ async function copyText(text, button) {
   }
   const label = button.textContent;
   const name = button.getAttribute("aria-label");
-  const result = ok ? "Copied" : "Copy failed";
+  const result = ok ? t("Copied") : t("Copy failed");
   button.textContent = result;
   if (name) button.setAttribute("aria-label", result); // the name screen readers hear, too
   button.disabled = true;
@@ -183,8 +185,8 @@ function conversationHref(id) {
 }
 
 function showTitle(title) {
-  chatTitle.textContent = title || "New chat";
-  document.title = `${title || "New chat"} · noboxweb`;
+  chatTitle.textContent = title || t("New chat");
+  document.title = `${title || t("New chat")} · noboxweb`;
 }
 
 function shareHref(id) {
@@ -236,7 +238,7 @@ const backdrop = $("#sidebar-backdrop");
 function setSidebar(open) {
   document.body.classList.toggle("sidebar-open", open);
   sidebarToggle.setAttribute("aria-expanded", String(open));
-  sidebarToggle.setAttribute("aria-label", open ? "Hide conversations" : "Show conversations");
+  sidebarToggle.setAttribute("aria-label", open ? t("Hide conversations") : t("Show conversations"));
   backdrop.hidden = !open;
   if (open) ($("#sidebar a.current") || $("#sidebar a")).focus();
 }
@@ -286,7 +288,7 @@ function readSettings() {
   if (temperature.value.trim() !== "") {
     temp = Number(temperature.value);
     if (!Number.isFinite(temp) || temp < 0 || temp > 2 || !temperature.checkValidity()) {
-      return { error: "Temperature must be a number from 0 to 2 (or empty for the default).",
+      return { error: t("Temperature must be a number from 0 to 2 (or empty for the default)."),
                field: temperature };
     }
   }
@@ -294,8 +296,8 @@ function readSettings() {
   if (maxTokens.value.trim() !== "") {
     tokens = Number(maxTokens.value);
     if (!Number.isInteger(tokens) || tokens < 1 || tokens > Number(maxTokens.max)) {
-      return { error: `Max tokens must be a whole number from 1 to ${maxTokens.max} `
-                      + "(or empty for the default).", field: maxTokens };
+      return { error: t("Max tokens must be a whole number from 1 to {max} (or empty for the default).",
+                        { max: maxTokens.max }), field: maxTokens };
     }
   }
   return { system: systemPrompt.value, temperature: temp, max_tokens: tokens };
@@ -310,7 +312,7 @@ const picker = new ModelPicker($("#model"), {
     state.modelsError = { code, message };
     if (code === "no_token" && $(".onboarding")) return; // the first-run card asks for it
     if (code === "unauthenticated") {
-      showBanner("You are signed out.", { key: "session", link: loginLink() });
+      showBanner(t("You are signed out."), { key: "session", link: loginLink() });
     } else {
       showError(code, message, "models");
     }
@@ -319,7 +321,7 @@ const picker = new ModelPicker($("#model"), {
 
 function loginLink() {
   const next = encodeURIComponent(location.pathname);
-  return { href: `${urls.loginUrl}?next=${next}`, label: "Sign in again" };
+  return { href: `${urls.loginUrl}?next=${next}`, label: t("Sign in again") };
 }
 
 // --- sending ------------------------------------------------------------------------------------
@@ -343,13 +345,13 @@ function send() {
   }
   if (state.conversation && list.isStreaming()) {
     // Enter while a reply streams: the draft waits, and the page says how to go on.
-    composer.setStatus("A reply is being written: press Stop (or Esc) to end it, then send.");
+    composer.setStatus(t("A reply is being written: press Stop (or Esc) to end it, then send."));
     return;
   }
   if (!picker.value) {
     // Without a model list the reason (usually the token) is already on screen: say it again.
     if (state.modelsError) showError(state.modelsError.code, state.modelsError.message, "models");
-    else showBanner("Pick a model first.", { key: "send" });
+    else showBanner(t("Pick a model first."), { key: "send" });
     return;
   }
   const settings = readSettings();
@@ -373,7 +375,7 @@ function send() {
   // After the last message shown, even if another tab switched branches meanwhile.
   if (state.conversation && list.lastId()) frame.parent = list.lastId();
   const sent = startPending(frame, { fromComposer: true });
-  composer.lock(sent ? "Sending…" : "Not connected: your message will be sent when the connection is back.");
+  composer.lock(sent ? t("Sending…") : NOT_CONNECTED);
 }
 
 /** A frame that stores a turn (`send`, `regenerate`), awaiting its ack: resent with the same
@@ -388,15 +390,15 @@ function startPending(frame, { fromComposer = false } = {}) {
 function turnAction(kind, id, text) {
   if (kind === "switch") {
     if (list.isStreaming()) {
-      composer.setStatus("A reply is being written: stop it to see other versions.");
+      composer.setStatus(t("A reply is being written: stop it to see other versions."));
     } else if (!socket.send({ type: "switch", conversation: state.conversation, message: id })) {
-      showBanner("Not connected: try again when the connection is back.", { key: "send" });
+      showBanner(t("Not connected: try again when the connection is back."), { key: "send" });
     }
     return;
   }
   if (state.pending) return; // one turn at a time: a second click waits for the first's ack
   if (list.isStreaming()) {
-    composer.setStatus("A reply is being written: press Stop (or Esc) to end it first.");
+    composer.setStatus(t("A reply is being written: press Stop (or Esc) to end it first."));
     return;
   }
   const settings = readSettings();
@@ -427,13 +429,12 @@ function retryPendingIn(seconds, message) {
     if (state.pending !== pending) return; // sent by a reconnect meanwhile, or given up
     const left = Math.ceil((until - Date.now()) / 1000);
     if (left > 0) {
-      composer.setStatus(`${message} Sending again in ${left} s…`);
+      composer.setStatus(`${message} ${t("Sending again in {seconds} s…", { seconds: left })}`);
       pending.timer = setTimeout(tick, Math.min(1000, until - Date.now()));
       return;
     }
     pending.timer = null;
-    composer.setStatus(sendPending() ? "Sending…"
-      : "Not connected: your message will be sent when the connection is back.");
+    composer.setStatus(sendPending() ? t("Sending…") : NOT_CONNECTED);
   };
   clearTimeout(pending.timer);
   pending.inFlight = 0;
@@ -451,7 +452,7 @@ function pendingDropped(code) {
   // Nothing was stored: the draft stays, for the user to remove an attachment or shorten it.
   state.pending = null;
   composer.unlock();
-  showBanner("The message is too large to send: remove an attachment or shorten the text.",
+  showBanner(t("The message is too large to send: remove an attachment or shorten the text."),
              { key: "send" });
 }
 
@@ -460,7 +461,7 @@ function stopReply() {
   if (socket.send({ type: "stop", conversation: state.conversation })) {
     stopButton.disabled = true;
   } else {
-    showBanner("Not connected: the reply cannot be stopped right now.", { key: "stop" });
+    showBanner(t("Not connected: the reply cannot be stopped right now."), { key: "stop" });
   }
   composer.focus();
 }
@@ -561,7 +562,7 @@ const socket = new ReconnectingSocket(chatSocketUrl(), {
     if (state.pending && !state.pending.timer) {
       // Same client_id: if the first attempt did reach the server, it answers with that message.
       sendPending();
-      composer.setStatus("Sending…");
+      composer.setStatus(t("Sending…"));
     }
   },
   onDropped: pendingDropped,
@@ -573,20 +574,20 @@ const socket = new ReconnectingSocket(chatSocketUrl(), {
   onState(connection, { everConnected }) {
     connectionState.dataset.state = connection;
     connectionState.textContent = {
-      connected: "Connected",
-      connecting: everConnected ? "Reconnecting…" : "Connecting…",
-      offline: "Offline",
+      connected: t("Connected"),
+      connecting: everConnected ? t("Reconnecting…") : t("Connecting…"),
+      offline: t("Offline"),
     }[connection];
     retryNow.hidden = connection === "connected" || state.closedForGood;
     if (connection === "connected") dismissBanner("stop"); // "Not connected: cannot stop"
     if (state.pending && connection !== "connected") {
-      composer.setStatus("Not connected: your message will be sent when the connection is back.");
+      composer.setStatus(NOT_CONNECTED);
     }
   },
   onClosedForGood(code) {
     state.closedForGood = true;
     retryNow.hidden = true;
-    const text = code === 4403 ? "This account can no longer chat." : "You are signed out.";
+    const text = code === 4403 ? t("This account can no longer chat.") : t("You are signed out.");
     showBanner(text, { key: "session", link: loginLink() });
   },
 });

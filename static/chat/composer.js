@@ -2,6 +2,8 @@
 // server decides from the bytes what each is), Enter to send, and the lock that keeps the draft
 // until `ack`.
 
+import { t } from "./i18n.js";
+
 const IMAGE_TYPES = new Set(["image/png", "image/jpeg", "image/gif", "image/webp"]);
 const AUDIO_FORMATS = {
   "audio/wav": "wav", "audio/x-wav": "wav", "audio/wave": "wav", "audio/vnd.wave": "wav",
@@ -160,25 +162,28 @@ export class Composer {
     if (this.locked) return;
     for (const file of files) {
       if (this.attachments.length >= this.limits.max_attachments) {
-        this.handlers.onError(`At most ${this.limits.max_attachments} attachments per message.`);
+        this.handlers.onError(t("At most {count} attachments per message.",
+                                { count: this.limits.max_attachments }));
         return;
       }
       const isImage = IMAGE_TYPES.has(file.type);
       const format = isImage ? null : audioFormat(file);
       if (!isImage && !format && !mayBeText(file)) {
-        this.handlers.onError(`${file.name}: only PNG, JPEG, GIF and WebP images, WAV or MP3 audio and text or code files can be attached.`);
+        this.handlers.onError(t("{name}: only PNG, JPEG, GIF and WebP images, WAV or MP3 audio and text or code files can be attached.",
+                                { name: file.name }));
         continue;
       }
       if (file.size > this.limits.max_attachment_bytes) {
         this.handlers.onError(
-          `${file.name} is larger than ${megabytes(this.limits.max_attachment_bytes)}.`);
+          t("{name} is larger than {size}.",
+            { name: file.name, size: megabytes(this.limits.max_attachment_bytes) }));
         continue;
       }
       let url;
       try {
         url = await readAsDataUrl(file);
       } catch {
-        this.handlers.onError(`${file.name} could not be read.`);
+        this.handlers.onError(t("{name} could not be read.", { name: file.name }));
         continue;
       }
       const part = { type: "file", file: { name: file.name, data: url.slice(url.indexOf(",") + 1) } };
@@ -212,7 +217,7 @@ export class Composer {
       remove.type = "button";
       remove.className = "remove-attachment";
       remove.dataset.key = String(a.key);
-      remove.setAttribute("aria-label", `Remove ${a.name}`);
+      remove.setAttribute("aria-label", t("Remove {name}", { name: a.name }));
       remove.textContent = "×";
       item.append(remove);
       return item;

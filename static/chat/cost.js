@@ -1,6 +1,7 @@
 // The chat header's "cost so far": the conversation's usage records, summed by the server (in the
 // page data at load, fetched again when a reply ends: its record is written with its final write).
 import { formatCost } from "./messages.js";
+import { t } from "./i18n.js";
 
 export class ConversationCost {
   constructor(el, usageUrl) {
@@ -17,9 +18,11 @@ export class ConversationCost {
       this.el.textContent = "";
       return;
     }
-    const parts = [`This chat: ${formatCost(usage.cost) || "$0"}`];
-    if (usage.unknown_price) parts.push(`+ ${usage.unknown_price} at unknown price`);
-    if (usage.estimated) parts.push("(partly estimated)");
+    const parts = [t("This chat: {cost}", { cost: formatCost(usage.cost) || "$0" })];
+    if (usage.unknown_price) {
+      parts.push(t("+ {count} at unknown price", { count: usage.unknown_price }));
+    }
+    if (usage.estimated) parts.push(t("(partly estimated)"));
     this.el.textContent = parts.join(" ");
     this.el.hidden = false;
   }

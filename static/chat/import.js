@@ -1,5 +1,7 @@
 // Settings: import an exported conversation. The file is sent as the request body (Django's form
 // parsing takes no files here), with the page's CSRF token; success opens the new conversation.
+import { t } from "./i18n.js";
+
 const form = document.querySelector("#import-form");
 const status = document.querySelector("#import-status");
 
@@ -7,7 +9,7 @@ form?.addEventListener("submit", async (event) => {
   event.preventDefault();
   const file = form.querySelector("#import-file").files[0];
   if (!file) return;
-  status.textContent = "Importing…";
+  status.textContent = t("Importing…");
   try {
     const response = await fetch(form.dataset.url, {
       method: "POST",
@@ -23,8 +25,9 @@ form?.addEventListener("submit", async (event) => {
       window.location.assign(answer.url);
       return;
     }
-    status.textContent = answer.error?.message || `The import failed (${response.status}).`;
+    status.textContent = answer.error?.message
+      || t("The import failed ({status}).", { status: response.status });
   } catch {
-    status.textContent = "The import failed: the server could not be reached.";
+    status.textContent = t("The import failed: the server could not be reached.");
   }
 });

@@ -1,13 +1,14 @@
 // The message list: one element per message, ordered by seq, upserted by id. Finished messages are
 // rendered once; a streaming reply re-renders at most once per animation frame, touching only its
 // own body, so the cost of a delta does not grow with the conversation.
+import { t } from "./i18n.js";
 import { mayHoldMath, onMathReady, renderMarkdown, StreamingMarkdown } from "./render.js";
 import { t } from "./i18n.js";
 
 const STATUS_LABELS = {
-  stopped: "stopped",
-  interrupted: "interrupted",
-  truncated: "truncated (max tokens)",
+  stopped: t("stopped"),
+  interrupted: t("interrupted"),
+  truncated: t("truncated (max tokens)"),
 };
 // On load, the newest messages are rendered at once and the older ones in idle time (shown as
 // plain text meanwhile), so a 1,000-message conversation opens quickly.
@@ -63,9 +64,11 @@ export function formatCost(cost) {
 function usageText(message) {
   const parts = [];
   if (message.usage) {
-    const { prompt_tokens: p, completion_tokens: c, total_tokens: t } = message.usage;
-    if (p != null && c != null) parts.push(`${formatTokens(p)} in · ${formatTokens(c)} out`);
-    else if (t != null) parts.push(`${formatTokens(t)} tokens`);
+    const { prompt_tokens: p, completion_tokens: c, total_tokens: total } = message.usage;
+    if (p != null && c != null) {
+      parts.push(t("{prompt} in · {completion} out",
+                   { prompt: formatTokens(p), completion: formatTokens(c) }));
+    } else if (total != null) parts.push(t("{count} tokens", { count: formatTokens(total) }));
   }
   if (message.cost != null && message.cost !== "") {
     const cost = formatCost(message.cost);
@@ -89,10 +92,10 @@ function attachmentsElement(attachments) {
       // A button, so keyboard users can open it larger too.
       const open = el("button", "attachment-open");
       open.type = "button";
-      open.setAttribute("aria-label", `Open ${item.name || "image"} larger`);
+      open.setAttribute("aria-label", t("Open {name} larger", { name: item.name || t("image") }));
       const img = el("img", "attachment-image");
       img.src = url;
-      img.alt = item.name || "Attached image";
+      img.alt = item.name || t("Attached image");
       img.loading = "lazy";
       img.decoding = "async";
       open.append(img);
@@ -102,15 +105,15 @@ function attachmentsElement(attachments) {
       audio.controls = true;
       audio.preload = "none";
       audio.src = url;
-      audio.setAttribute("aria-label", item.name || "Attached audio");
+      audio.setAttribute("aria-label", item.name || t("Attached audio"));
       box.append(audio);
     } else if (item.type === "text" && url) {
-      const link = el("a", "attachment-file", `📄 ${item.name || "file"}`);
+      const link = el("a", "attachment-file", `📄 ${item.name || t("file")}`);
       link.href = url;
       link.download = item.name || "";
       box.append(link);
     } else {
-      box.append(el("span", "attachment-other", "Attachment"));
+      box.append(el("span", "attachment-other", t("Attachment")));
     }
   }
   return box;
@@ -122,7 +125,7 @@ function openImage(src, alt) {
   const img = el("img");
   img.src = src;
   img.alt = alt;
-  const close = el("button", "image-viewer-close", "Close");
+  const close = el("button", "image-viewer-close", t("Close"));
   close.type = "button";
   dialog.append(img, close);
   dialog.addEventListener("click", () => dialog.close());
@@ -458,7 +461,7 @@ export class MessageList {
     node.classList.toggle("message-user", data.role === "user");
     node.classList.toggle("message-assistant", data.role === "assistant");
     const parts = [];
-    parts.push(el("h3", "visually-hidden", data.role === "user" ? "You said:" : "Assistant said:"));
+    parts.push(el("h3", "visually-hidden", data.role === "user" ? t("You said:") : t("Assistant said:")));
     if (data.attachments?.length) parts.push(attachmentsElement(data.attachments));
     const body = el("div", "message-body");
     record.body = body;
@@ -496,17 +499,17 @@ export class MessageList {
     const footer = el("div", "message-footer");
     if (data.status === "streaming") {
       const typing = el("span", "typing");
-      typing.append(el("span", "visually-hidden", "Writing…"), el("span", "dot"), el("span", "dot"),
+      typing.append(el("span", "visually-hidden", t("Writing…")), el("span", "dot"), el("span", "dot"),
                     el("span", "dot"));
       footer.append(typing);
       return footer;
     }
     if (data.status === "error") {
       const box = el("div", "message-error");
-      box.append(el("strong", "", "Error: "),
-                 document.createTextNode(data.error?.message || "The reply failed."));
+      box.append(el("strong", "", t("Error: ")),
+                 document.createTextNode(data.error?.message || t("The reply failed.")));
       if (data.error?.code === "invalid_token" && this.settingsUrl) {
-        const link = el("a", "", "Open Settings");
+        const link = el("a", "", t("Open Settings"));
         link.href = this.settingsUrl;
         box.append(" ", link);
       }
@@ -521,9 +524,9 @@ export class MessageList {
     const usage = usageText(data);
     if (usage) meta.append(el("span", "message-usage", usage));
     if (data.content) {
-      const copy = el("button", "copy-message linklike", "Copy");
+      const copy = el("button", "copy-message linklike", t("Copy"));
       copy.type = "button";
-      copy.setAttribute("aria-label", "Copy reply as markdown");
+      copy.setAttribute("aria-label", t("Copy reply as markdown"));
       meta.append(copy);
     }
     if (this.onAction) {

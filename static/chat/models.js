@@ -1,6 +1,8 @@
 // The model picker: the user's models from GET /api/models, with their prices, and
 // the last choice remembered in this browser.
 
+import { t } from "./i18n.js";
+
 const STORAGE_KEY = "noboxweb.model";
 
 /** "GPT-4o — $2.50 / $10.00 per 1M tokens", "… — free", "… — price unknown": the server
@@ -51,13 +53,13 @@ export class ModelPicker {
                                          credentials: "same-origin" });
       body = await response.json();
     } catch {
-      this.onError({ code: "network", message: "Could not load the model list." });
+      this.onError({ code: "network", message: t("Could not load the model list.") });
       this.markUnavailable();
       return;
     }
     if (!response.ok || !Array.isArray(body?.models)) {
       this.onError(body?.error || { code: "upstream_error",
-                                    message: "Could not load the model list." });
+                                    message: t("Could not load the model list.") });
       this.markUnavailable();
       return;
     }
@@ -77,7 +79,7 @@ export class ModelPicker {
       }
       if (candidate === this.conversationModel) {
         // The conversation's model is no longer offered: show it rather than switch silently.
-        options.unshift({ id: candidate, label: `${candidate} (not in your model list)`,
+        options.unshift({ id: candidate, label: t("{model} (not in your model list)", { model: candidate }),
                           aliases: [] });
         chosen = candidate;
         break;
@@ -88,7 +90,7 @@ export class ModelPicker {
   }
 
   markUnavailable() {
-    if (!this.select.value) this.setOptions([{ id: "", label: "No models available" }], "");
+    if (!this.select.value) this.setOptions([{ id: "", label: t("No models available") }], "");
   }
 
   setOptions(options, chosen) {

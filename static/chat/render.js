@@ -4,6 +4,7 @@
 import { Marked } from "../vendor/marked/marked.esm.js";
 import DOMPurify from "../vendor/dompurify/purify.es.mjs";
 import hljs from "../vendor/highlight/es/highlight.min.js";
+import { t } from "./i18n.js";
 
 // Re-highlighting a growing code block every frame costs time proportional to the block, so a
 // very long block is left plain until it is finished.
@@ -155,7 +156,7 @@ DOMPurify.addHook("afterSanitizeAttributes", (node) => {
       }
       node.setAttribute("disabled", "");
       // A task-list box has no label of its own: its state is what a screen reader needs.
-      node.setAttribute("aria-label", node.hasAttribute("checked") ? "Done" : "Not done");
+      node.setAttribute("aria-label", node.hasAttribute("checked") ? t("Done") : t("Not done"));
       break;
     case "A":
       if (node.hasAttribute("href")) {
@@ -197,8 +198,8 @@ function decorateCodeBlocks(root) {
     const copy = document.createElement("button");
     copy.type = "button";
     copy.className = "copy-code";
-    copy.textContent = "Copy";
-    copy.setAttribute("aria-label", "Copy code");
+    copy.textContent = t("Copy");
+    copy.setAttribute("aria-label", t("Copy code"));
     header.append(label, copy);
     // A long line scrolls sideways: the block takes keyboard focus so arrows can scroll it.
     pre.tabIndex = 0;

@@ -2,6 +2,7 @@
 // through the chat's own MessageList and render.js (one sanitiser for both pages); a live link
 // follows the conversation over a viewer socket that accepts no writes.
 import { ReconnectingSocket } from "./socket.js";
+import { t } from "./i18n.js";
 import { MessageList } from "./messages.js";
 import { codeForCopyButton } from "./render.js";
 
@@ -19,7 +20,7 @@ class SharedMessageList extends MessageList {
     if (INCOMPLETE.has(data.status)) {
       const note = document.createElement("span");
       note.className = "message-incomplete";
-      note.textContent = "Incomplete reply";
+      note.textContent = t("Incomplete reply");
       footer.prepend(note);
     }
     return footer;
@@ -53,9 +54,9 @@ messagesEl.addEventListener("click", async (event) => {
   const button = copyCode || copyMessage;
   try {
     await navigator.clipboard.writeText(text);
-    button.textContent = "Copied";
+    button.textContent = t("Copied");
   } catch {
-    button.textContent = "Copy failed";
+    button.textContent = t("Copy failed");
   }
 });
 
@@ -82,17 +83,17 @@ function follow() {
     onState(state, { everConnected }) {
       connectionState.dataset.state = state;
       connectionState.textContent = {
-        connected: "Live",
-        connecting: everConnected ? "Reconnecting…" : "Connecting…",
-        offline: "Offline",
+        connected: t("Live"),
+        connecting: everConnected ? t("Reconnecting…") : t("Connecting…"),
+        offline: t("Offline"),
       }[state];
     },
     onClosedForGood(code) {
       connectionState.dataset.state = "offline";
-      connectionState.textContent = "Closed";
+      connectionState.textContent = t("Closed");
       showBanner(code === LINK_GONE
-        ? "This link was revoked or has expired: the conversation is no longer shared."
-        : "Sign in to keep following this conversation.");
+        ? t("This link was revoked or has expired: the conversation is no longer shared.")
+        : t("Sign in to keep following this conversation."));
     },
   });
   socket.connect();

@@ -2,6 +2,8 @@
 // archive, delete with undo, search; and the header's conversation menu. Every text that came
 // from a user (titles, snippets) is put in with textContent, never as HTML.
 
+import { t } from "./i18n.js";
+
 const SEARCH_DELAY = 250; // ms of quiet typing before a search is sent
 const DAY = 24 * 60 * 60 * 1000;
 // The undo button goes away this long before the server's window closes, so a click on it
@@ -20,10 +22,10 @@ export function groupOf(row, now = new Date()) {
 }
 
 const GROUPS = [
-  ["pinned", "Pinned"],
-  ["today", "Today"],
-  ["week", "Previous 7 days"],
-  ["older", "Older"],
+  ["pinned", t("Pinned")],
+  ["today", t("Today")],
+  ["week", t("Previous 7 days")],
+  ["older", t("Older")],
 ];
 
 function rowFromElement(li) {
@@ -93,7 +95,7 @@ export class Sidebar {
   bump(id, title) {
     let row = this.find(id);
     if (!row) {
-      row = { id, title: title || "New chat", pinned: false, archived: false };
+      row = { id, title: title || t("New chat"), pinned: false, archived: false };
       this.rows.push(row);
     }
     row.updated = new Date().toISOString();
@@ -129,7 +131,7 @@ export class Sidebar {
       const toggle = element("button", {
         type: "button",
         className: "archived-toggle linklike",
-        textContent: `Archived (${archived.length})`,
+        textContent: t("Archived ({count})", { count: archived.length }),
         "aria-expanded": String(this.showArchived),
       });
       const section = this.section("archived", toggle, archived);
@@ -162,8 +164,8 @@ export class Sidebar {
       type: "button",
       className: "row-actions-toggle",
       textContent: "⋯",
-      title: "Rename, pin, archive or delete",
-      "aria-label": `Actions for ${row.title}`,
+      title: t("Rename, pin, archive or delete"),
+      "aria-label": t("Actions for {title}", { title: row.title }),
       "aria-haspopup": "menu",
       "aria-expanded": "false",
     });
@@ -172,19 +174,19 @@ export class Sidebar {
     const menu = element(
       "div",
       { className: "row-actions", role: "menu", hidden: true },
-      item("rename", "Rename"),
-      item("pin", row.pinned ? "Unpin" : "Pin"),
-      item("archive", row.archived ? "Unarchive" : "Archive"),
-      item("delete", "Delete"),
+      item("rename", t("Rename")),
+      item("pin", row.pinned ? t("Unpin") : t("Pin")),
+      item("archive", row.archived ? t("Unarchive") : t("Archive")),
+      item("delete", t("Delete")),
     );
     menu.lastElementChild.classList.add("danger");
     // The row's Share entry, as the server renders it (shared links, chat/share_views.py).
     const share = element("a", {
       className: "row-share",
       href: this.options.shareHref(row.id),
-      title: "Share",
-      textContent: "Share",
-      "aria-label": `Share “${row.title}”`,
+      title: t("Share"),
+      textContent: t("Share"),
+      "aria-label": t("Share “{title}”", { title: row.title }),
     });
     return element("li", { className: "conversation-row", dataset: { id: row.id } },
                    link, share, toggle, menu);
@@ -251,7 +253,7 @@ export class Sidebar {
         credentials: "same-origin",
       });
     } catch {
-      return { error: { code: "network", message: "Could not reach the server. Try again." } };
+      return { error: { code: "network", message: t("Could not reach the server. Try again.") } };
     }
     let data = null;
     try {
@@ -260,7 +262,8 @@ export class Sidebar {
       data = null;
     }
     if (!response.ok) {
-      return { error: data?.error || { code: "http", message: `The server answered ${response.status}.` } };
+      return { error: data?.error
+               || { code: "http", message: t("The server answered {status}.", { status: response.status }) } };
     }
     return data;
   }
@@ -283,7 +286,7 @@ export class Sidebar {
     else this.rows.push(row);
     if (row.archived && !this.showArchived && index >= 0) {
       // Archiving tucks the row away; say where it went.
-      this.toast.show(`Archived “${row.title}”.`);
+      this.toast.show(t("Archived “{title}”.", { title: row.title }));
     }
     this.render();
     this.options.onRenamed(row.id, row.title);
@@ -298,7 +301,7 @@ export class Sidebar {
       className: "rename-input",
       value: row.title,
       maxLength: 200,
-      "aria-label": "New title",
+      "aria-label": t("New title"),
     });
     this.editing = id;
     li.querySelector("a").replaceWith(input);
@@ -320,7 +323,7 @@ export class Sidebar {
         event.preventDefault();
         const title = input.value.trim();
         if (!title) {
-          this.options.onError("A title cannot be empty.");
+          this.options.onError(t("A title cannot be empty."));
           return;
         }
         input.disabled = true;
@@ -355,7 +358,7 @@ export class Sidebar {
     this.rows = this.rows.filter((r) => r.id !== id);
     this.render();
     const wasCurrent = id === this.current;
-    this.toast.show(`Deleted “${row?.title || "conversation"}”.`, {
+    this.toast.show(t("Deleted “{title}”.", { title: row?.title || t("conversation") }), {
       seconds: answer.undo_seconds,
       undo: () => this.restore(id),
       expired: () => {
@@ -375,7 +378,7 @@ export class Sidebar {
       return;
     }
     this.adopt(answer.conversation);
-    this.toast.show(`Restored “${answer.conversation.title}”.`);
+    this.toast.show(t("Restored “{title}”.", { title: answer.conversation.title }));
   }
 }
 
@@ -394,7 +397,7 @@ class UndoToast {
     const message = element("span", { className: "undo-text", textContent: text });
     const children = [message];
     if (undo) {
-      const button = element("button", { type: "button", className: "undo-button", textContent: "Undo" });
+      const button = element("button", { type: "button", className: "undo-button", textContent: t("Undo") });
       button.addEventListener("click", () => {
         this.expired = null;
         this.hide();
@@ -459,7 +462,7 @@ class Search {
     this.controller = new AbortController();
     this.panel.hidden = false;
     this.nav.hidden = true;
-    this.status.textContent = "Searching…";
+    this.status.textContent = t("Searching…");
     let data;
     try {
       const response = await fetch(`${this.sidebar.apiUrl}?q=${encodeURIComponent(query)}`, {
@@ -468,10 +471,13 @@ class Search {
         signal: this.controller.signal,
       });
       data = await response.json();
-      if (!response.ok) throw new Error(data?.error?.message || `The server answered ${response.status}.`);
+      if (!response.ok) {
+        throw new Error(data?.error?.message
+                        || t("The server answered {status}.", { status: response.status }));
+      }
     } catch (error) {
       if (error.name === "AbortError") return;
-      this.status.textContent = error.message || "Search failed. Try again.";
+      this.status.textContent = error.message || t("Search failed. Try again.");
       this.results.replaceChildren();
       return;
     }
@@ -481,8 +487,9 @@ class Search {
 
   show(results) {
     this.status.textContent = results.length
-      ? `${results.length} ${results.length === 1 ? "conversation" : "conversations"} found`
-      : "No conversations found.";
+      ? (results.length === 1 ? t("1 conversation found")
+        : t("{count} conversations found", { count: results.length }))
+      : t("No conversations found.");
     this.results.replaceChildren(...results.map((result) => this.resultElement(result)));
   }
 
@@ -563,7 +570,7 @@ export class HeaderMenu {
       if (!this.id) return;
       const title = this.titleInput.value.trim();
       if (!title) {
-        this.sidebar.options.onError("A title cannot be empty.");
+        this.sidebar.options.onError(t("A title cannot be empty."));
         return;
       }
       // The sidebar's onRenamed updates the header's title (and this form's value).
