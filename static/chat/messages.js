@@ -3,7 +3,6 @@
 // own body, so the cost of a delta does not grow with the conversation.
 import { t } from "./i18n.js";
 import { mayHoldMath, onMathReady, renderMarkdown, StreamingMarkdown } from "./render.js";
-import { t } from "./i18n.js";
 
 const STATUS_LABELS = {
   stopped: t("stopped"),
