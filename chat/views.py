@@ -17,7 +17,7 @@ from django.utils.text import slugify
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_POST
 
-from chat import budgets, conversation_export, tokens, upstream, usage_report
+from chat import budgets, catalogue, conversation_export, tokens, upstream, usage_report
 from chat import conversations as conversation_list
 from chat.access import NotFound, attachment_or_404, conversation_or_404
 from chat.attachments import attachment_response
@@ -345,17 +345,4 @@ async def models_list(request: HttpRequest) -> HttpResponse:
         if isinstance(error, InvalidToken):
             await sync_to_async(tokens.mark_rejected)(resolved.record_pk)
         return JsonResponse({"error": {"code": error.code, "message": explain(error)}}, status=502)
-    return JsonResponse(
-        {
-            "models": [
-                {
-                    "id": m.id,
-                    "public_id": m.public_id,
-                    "name": m.name,
-                    "pricing": m.pricing,
-                    "price": m.price.label(),
-                }
-                for m in models
-            ]
-        }
-    )
+    return JsonResponse({"models": [catalogue.entry(m) for m in models]})

@@ -112,6 +112,14 @@ class Price:
             f"${_plain(self.prompt * million)} / ${_plain(self.completion * million)} per 1M tokens"
         )
 
+    def per_million(self) -> tuple[str, str] | None:
+        """USD per million prompt and completion tokens as short money strings ("2.50", "10"),
+        or None when the price is unknown."""
+        if self.prompt is None or self.completion is None:
+            return None
+        million = Decimal(1_000_000)
+        return _money(self.prompt * million), _money(self.completion * million)
+
     def cost(self, usage: Usage | None) -> Decimal | None:
         if usage is None or self.prompt is None or self.completion is None:
             return None
@@ -172,6 +180,12 @@ def _plain(number: Decimal) -> str:
     return f"{whole}.{cents.ljust(2, '0')}"
 
 
+def _money(number: Decimal) -> str:
+    """Like _plain, without cents on whole amounts: "10", "2.50", "0.0001"."""
+    text = _plain(number)
+    return text.removesuffix(".00")
+
+
 def str_or_none(value: Any) -> str | None:
     """A field of an upstream JSON payload that should be text: the text, or None if it is
     missing, empty or of another type."""
@@ -195,6 +209,8 @@ class ModelInfo:
     name: str
     pricing: Any  # kept exactly as upstream gave it (dict/str/None): stored with each reply
     price: Price  # the same, parsed
+    provider: str | None = None  # as Nobox names it, else the id's prefix ("openai/gpt-4o")
+    context_length: int | None = None  # tokens, when Nobox says
 
 
 @dataclass(frozen=True)
