@@ -18,7 +18,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_POST
 
-from chat import branches, budgets, conversation_export, tokens, upstream, usage_report
+from chat import branches, budgets, catalogue, conversation_export, tokens, upstream, usage_report
 from chat import conversations as conversation_list
 from chat.access import NotFound, attachment_or_404, conversation_or_404
 from chat.attachments import attachment_response
@@ -302,7 +302,7 @@ def spending_of(user: User) -> dict[str, Any]:
 
 def price_label(price: Price) -> str:
     """Price.label() in the person's language (chat.nobox holds no translations)."""
-    per_million = price.per_million()
+    per_million = price.dollars_per_million()
     if per_million is None:
         return _("price unknown")
     if price.free:
@@ -363,17 +363,5 @@ async def models_list(request: HttpRequest) -> HttpResponse:
         if isinstance(error, InvalidToken):
             await sync_to_async(tokens.mark_rejected)(resolved.record_pk)
         return JsonResponse({"error": {"code": error.code, "message": explain(error)}}, status=502)
-    return JsonResponse(
-        {
-            "models": [
-                {
-                    "id": m.id,
-                    "public_id": m.public_id,
-                    "name": m.name,
-                    "pricing": m.pricing,
-                    "price": price_label(m.price),
-                }
-                for m in models
-            ]
-        }
-    )
+    models_data = [catalogue.entry(m) | {"price": price_label(m.price)} for m in models]
+    return JsonResponse({"models": models_data})

@@ -279,7 +279,7 @@ async def test_it_never_closes_the_shared_http_client():
     async with httpx.AsyncClient(transport=httpx.MockTransport(upstream)) as http:
         client = NoboxClient(BASE, http, retry=NO_RETRY)
         assert await collect(client.stream_chat(TOKEN, HELLO)) == HELLO_DONE
-        assert len(await client.list_models(TOKEN)) == 3
+        assert len(await client.list_models(TOKEN)) == len(MODELS["data"])
         with pytest.raises(UpstreamError):
             await client.complete(TOKEN, HELLO)
         assert not http.is_closed
@@ -745,8 +745,9 @@ MODELS = {
             "pricing": {"prompt": "0.0000025", "completion": "0.00001"},
             "context_length": 128000,
         },
-        {"id": "sim/echo", "name": "Echo", "pricing": "free"},
-        {"id": "meta/llama-3.3-70b"},
+        {"id": "sim/echo", "name": "Echo", "pricing": "free", "provider": "Simulated Inc"},
+        {"id": "meta/llama-3.3-70b", "context_length": "131072"},
+        {"id": "gpt-4o-mini", "context_length": -1},
     ]
 }
 
@@ -761,9 +762,21 @@ async def test_list_models_parses_the_data_array_and_keeps_pricing_as_given(nobo
             name="GPT-4o",
             pricing={"prompt": "0.0000025", "completion": "0.00001"},
             price=Price(Decimal("0.0000025"), Decimal("0.00001")),
+            provider="openai",  # from the id
+            context_length=128_000,
         ),
-        ModelInfo("sim/echo", None, "Echo", "free", Price(Decimal(0), Decimal(0))),
-        ModelInfo("meta/llama-3.3-70b", None, "meta/llama-3.3-70b", None, Price(None, None)),
+        ModelInfo("sim/echo", None, "Echo", "free", Price(Decimal(0), Decimal(0)), "Simulated Inc"),
+        ModelInfo(
+            "meta/llama-3.3-70b",
+            None,
+            "meta/llama-3.3-70b",
+            None,
+            Price(None, None),
+            provider="meta",
+            context_length=131_072,  # a count as a string is still a count
+        ),
+        # No provider in a bare id; a context length that is no count is not one.
+        ModelInfo("gpt-4o-mini", None, "gpt-4o-mini", None, Price(None, None), None, None),
     ]
     request = upstream.requests[0]
     assert (request.method, str(request.url)) == ("POST", BASE + "/models")

@@ -76,3 +76,18 @@ def test_cost_is_unknown_without_usage_or_a_price():
 
 def test_a_free_model_costs_nothing():
     assert Price.parse("free").cost(Usage(10, 10, 20)) == 0
+
+
+@pytest.mark.parametrize(
+    ("pricing", "per_million"),
+    [
+        ({"prompt": "0.0000025", "completion": "0.00001"}, ("2.50", "10")),
+        ({"prompt": "0.00000059", "completion": "0.00000079"}, ("0.59", "0.79")),
+        ({"prompt": "0.0000000001", "completion": "0.000003"}, ("0.0001", "3")),
+        ("free", ("0", "0")),
+        ({"prompt": "0.1"}, None),
+        (None, None),
+    ],
+)
+def test_a_price_per_million_tokens_is_short_money_or_none_when_unknown(pricing, per_million):
+    assert Price.parse(pricing).per_million() == per_million

@@ -309,6 +309,30 @@ def test_models_list_needs_a_token(simulator_url: str) -> None:
     }
 
 
+def test_a_catalogue_token_lists_three_hundred_models_free_unpriced_and_without_context(
+    simulator_url: str,
+) -> None:
+    auth = {"Authorization": f"Bearer {simulator.CATALOGUE_TOKEN_PREFIX}-{TOKEN}"}
+    listed = httpx.post(f"{simulator_url}/models", headers=auth).json()["data"]
+
+    assert len(listed) == len(simulator.MODELS) + len(simulator.CATALOGUE) > 300
+    assert len({m["id"] for m in listed}) == len(listed)
+    extra = listed[len(simulator.MODELS) :]
+    assert any(m["pricing"] == {"prompt": "0", "completion": "0"} for m in extra if "pricing" in m)
+    assert any("pricing" not in m for m in extra)
+    assert any("context_length" not in m for m in extra)
+    assert {m["provider"] for m in extra} >= {"openai", "google", "x-ai"}
+    # Its models answer for that token only, as Nobox answers for the models an account has.
+    model = extra[-1]["id"]
+    answered = httpx.post(
+        f"{simulator_url}/v1/chat/completions", json=_chat(model), headers=auth, timeout=30
+    )
+    assert answered.status_code == 200
+    assert answered.json()["model"] == model
+    refused = httpx.post(f"{simulator_url}/v1/chat/completions", json=_chat(model), headers=AUTH)
+    assert refused.status_code == 404
+
+
 # --- replies --------------------------------------------------------------------------------
 
 

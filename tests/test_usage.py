@@ -45,6 +45,7 @@ async def test_a_reply_records_its_usage_and_cost_at_the_copied_price(alice, ali
     [record] = await records()
     reply = await Message.objects.select_related("conversation").aget(public_id=message["id"])
     sim = find_model("openai/gpt-4o")
+    assert sim.prompt_price is not None and sim.completion_price is not None  # a priced model
     assert record.message_id == reply.pk
     assert record.conversation_id == reply.conversation_id
     assert (record.user_id, record.user_name) == (alice.pk, "alice")

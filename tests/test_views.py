@@ -132,6 +132,35 @@ def test_models_come_with_prices_and_never_the_token(as_alice, alice_token, nobo
     assert ALICE_TOKEN not in response.content.decode()
 
 
+def test_models_say_provider_prices_per_million_and_context_for_the_picker(
+    as_alice, alice_token, nobox
+):
+    models = {m["id"]: m for m in as_alice.get("/api/models").json()["models"]}
+    gpt, echo = models["openai/gpt-4o"], models["sim/echo"]
+    assert gpt["provider"] == "OpenAI"
+    assert (gpt["input_per_million"], gpt["output_per_million"]) == ("2.50", "10")
+    assert (gpt["free"], gpt["price_unknown"], gpt["context_length"]) == (False, False, 128_000)
+    assert models["meta/llama-3.3-70b"]["context_length"] == 131_072
+    assert (echo["provider"], echo["free"], echo["price_unknown"]) == ("Simulator", True, False)
+    assert (echo["input_per_million"], echo["output_per_million"]) == ("0", "0")
+
+
+def test_models_without_a_price_or_context_say_so(as_alice, alice, nobox):
+    from chat import tokens
+    from chat.nobox.simulator import CATALOGUE_TOKEN_PREFIX
+
+    tokens.store_token(alice, f"{CATALOGUE_TOKEN_PREFIX}-alice-0001")
+    models = {m["id"]: m for m in as_alice.get("/api/models").json()["models"]}
+    assert len(models) > 300
+    unpriced = models["nvidia/catalogue-05"]  # listed without pricing and context length
+    assert unpriced["price_unknown"] is True and unpriced["free"] is False
+    assert unpriced["input_per_million"] is None and unpriced["output_per_million"] is None
+    assert unpriced["context_length"] is None
+    assert unpriced["price"] == "price unknown"
+    assert unpriced["provider"] == "NVIDIA"
+    assert models["x-ai/catalogue-01"]["provider"] == "xAI"
+
+
 def test_a_nobox_failure_on_models_is_a_clear_error(as_alice, alice, nobox):
     from chat import tokens
 

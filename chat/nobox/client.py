@@ -554,7 +554,25 @@ def _model_from(item: Any) -> ModelInfo:
         name=_str_or_none(item.get("name")) or model_id,
         pricing=item.get("pricing"),
         price=Price.parse(item.get("pricing")),
+        provider=_str_or_none(item.get("provider")) or _id_prefix(model_id),
+        context_length=_positive_int(item.get("context_length")),
     )
+
+
+def _id_prefix(model_id: str) -> str | None:
+    """ "openai/gpt-4o" -> "openai"; a bare id ("gpt-4o") names no provider."""
+    prefix, slash, _ = model_id.partition("/")
+    return prefix if slash and prefix else None
+
+
+def _positive_int(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        return None
+    return number if number > 0 else None
 
 
 def _first_choice(payload: dict[str, Any]) -> dict[str, Any] | None:

@@ -91,21 +91,24 @@ MID_STREAM_FAULTS = frozenset({Script.STALL, Script.CUT, Script.ERROR_MID_STREAM
 class Model:
     id: str
     name: str
-    prompt_price: str = "0"  # USD per token, as a string like upstream
-    completion_price: str = "0"
+    prompt_price: str | None = "0"  # USD per token, as a string like upstream; None: no pricing
+    completion_price: str | None = "0"
     public_id: str | None = None  # None: same as id
-    context_length: int = 128_000
+    context_length: int | None = 128_000  # None: not said
     script: Script = Script.NORMAL
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        listed: dict[str, Any] = {
             "id": self.id,
             "public_id": self.public_id or self.id,
             "name": self.name,
             "provider": self.id.split("/")[0],
-            "context_length": self.context_length,
-            "pricing": {"prompt": self.prompt_price, "completion": self.completion_price},
         }
+        if self.context_length is not None:
+            listed["context_length"] = self.context_length
+        if self.prompt_price is not None and self.completion_price is not None:
+            listed["pricing"] = {"prompt": self.prompt_price, "completion": self.completion_price}
+        return listed
 
 
 MODELS: tuple[Model, ...] = (
@@ -125,6 +128,51 @@ MODELS: tuple[Model, ...] = (
     Model("sim/html-error", "Simulator: 502 HTML page", script=Script.HTML_ERROR),
     Model("sim/bench", "Simulator: benchmark stream", script=Script.BENCH),
 )
+
+# A large account, as Nobox's 300+ models look: tokens starting with `catalogue` list these after
+# MODELS (see `models_for`). Every 7th is free, every 11th has no pricing, every 5th no context
+# length, so a model picker meets all of them.
+CATALOGUE_PROVIDERS = (
+    ("openai", "OpenAI"),
+    ("anthropic", "Anthropic"),
+    ("google", "Google"),
+    ("meta", "Meta"),
+    ("deepseek", "DeepSeek"),
+    ("mistralai", "Mistral"),
+    ("qwen", "Qwen"),
+    ("x-ai", "xAI"),
+    ("cohere", "Cohere"),
+    ("nvidia", "NVIDIA"),
+)
+CATALOGUE_PER_PROVIDER = 32
+CATALOGUE_TOKEN_PREFIX = "catalogue"
+
+
+def _catalogue_model(index: int) -> Model:
+    slug, brand = CATALOGUE_PROVIDERS[index % len(CATALOGUE_PROVIDERS)]
+    number = index // len(CATALOGUE_PROVIDERS) + 1
+    prompt, completion = f"{number}e-7", f"{number * 4}e-7"
+    if index % 7 == 3:
+        prompt, completion = "0", "0"
+    priced = index % 11 != 5
+    return Model(
+        f"{slug}/catalogue-{number:02d}",
+        f"{brand} Catalogue {number:02d}",
+        prompt if priced else None,
+        completion if priced else None,
+        context_length=None if index % 5 == 4 else 8_192 * (1 + index % 16),
+    )
+
+
+CATALOGUE: tuple[Model, ...] = tuple(
+    _catalogue_model(i) for i in range(len(CATALOGUE_PROVIDERS) * CATALOGUE_PER_PROVIDER)
+)
+
+
+def models_for(token: str) -> tuple[Model, ...]:
+    """The models a token's account may use."""
+    return MODELS + CATALOGUE if token.startswith(CATALOGUE_TOKEN_PREFIX) else MODELS
+
 
 FILLER = (
     "This reply comes from the Nobox simulator, not from a model. It streams in small pieces "
@@ -287,8 +335,8 @@ def parse_chat(body: bytes) -> ChatCall:
     return ChatCall(model, messages, stream, include_usage, max_tokens)
 
 
-def find_model(name: str) -> Model:
-    for model in MODELS:
+def find_model(name: str, token: str = "") -> Model:
+    for model in models_for(token):
         if name in (model.id, model.public_id):
             return model
     raise ApiError(404, "model_not_found", f"Model {name!r} not found")
@@ -604,7 +652,7 @@ async def _complete(send: Send, reply: Reply) -> None:
 
 async def _chat(config: SimConfig, headers: Mapping[str, str], body: bytes, send: Send) -> None:
     call = parse_chat(body)
-    model = find_model(call.model)
+    model = find_model(call.model, bearer_token(headers))
     if bearer_token(headers).startswith("broke"):
         message = "Insufficient wallet balance to complete this request"
         raise ApiError(400, "insufficient_funds", message)
@@ -650,7 +698,7 @@ async def _route(config: SimConfig, scope: Scope, body: bytes, send: Send) -> No
         raise ApiError(405, "invalid_request_error", f"Method {method} not allowed")
     check_token(bearer_token(headers))
     if path.endswith("/models"):
-        models = {"data": [model.as_json() for model in MODELS]}
+        models = {"data": [model.as_json() for model in models_for(bearer_token(headers))]}
         await _send_whole(send, 200, "application/json", _dumps(models))
     else:
         await _chat(config, headers, body, send)

@@ -104,19 +104,27 @@ class Price:
     def label(self) -> str:
         """For people: "free", "price unknown", or USD per million prompt / completion tokens.
         (In English: the app's pages say it in the person's language, chat.views.price_label.)"""
-        per_million = self.per_million()
+        per_million = self.dollars_per_million()
         if per_million is None:
             return "price unknown"
         if self.free:
             return "free"
         return f"{per_million[0]} / {per_million[1]} per 1M tokens"
 
-    def per_million(self) -> tuple[str, str] | None:
+    def dollars_per_million(self) -> tuple[str, str] | None:
         """USD per million prompt and completion tokens ("$2.50", "$10.00"), None if unknown."""
         if self.prompt is None or self.completion is None:
             return None
         million = Decimal(1_000_000)
         return f"${_plain(self.prompt * million)}", f"${_plain(self.completion * million)}"
+
+    def per_million(self) -> tuple[str, str] | None:
+        """USD per million prompt and completion tokens as short money strings ("2.50", "10"),
+        or None when the price is unknown."""
+        if self.prompt is None or self.completion is None:
+            return None
+        million = Decimal(1_000_000)
+        return _money(self.prompt * million), _money(self.completion * million)
 
     def cost(self, usage: Usage | None) -> Decimal | None:
         if usage is None or self.prompt is None or self.completion is None:
@@ -178,6 +186,12 @@ def _plain(number: Decimal) -> str:
     return f"{whole}.{cents.ljust(2, '0')}"
 
 
+def _money(number: Decimal) -> str:
+    """Like _plain, without cents on whole amounts: "10", "2.50", "0.0001"."""
+    text = _plain(number)
+    return text.removesuffix(".00")
+
+
 def str_or_none(value: Any) -> str | None:
     """A field of an upstream JSON payload that should be text: the text, or None if it is
     missing, empty or of another type."""
@@ -201,6 +215,8 @@ class ModelInfo:
     name: str
     pricing: Any  # kept exactly as upstream gave it (dict/str/None): stored with each reply
     price: Price  # the same, parsed
+    provider: str | None = None  # as Nobox names it, else the id's prefix ("openai/gpt-4o")
+    context_length: int | None = None  # tokens, when Nobox says
 
 
 @dataclass(frozen=True)

@@ -305,7 +305,7 @@ function readSettings() {
 
 // --- model picker -------------------------------------------------------------------------------
 
-const picker = new ModelPicker($("#model"), {
+const picker = new ModelPicker($("#model-picker"), {
   url: urls.modelsUrl,
   conversationModel: page.model,
   onError: ({ code, message }) => {

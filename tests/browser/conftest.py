@@ -295,9 +295,25 @@ class ChatPage:
         expect(self.connection).to_have_attribute("data-state", "connected", timeout=QUICK)
 
     def choose_model(self, model: str) -> None:
-        # waits for the option, which arrives with the user's model list from /api/models
-        self.model.select_option(model, timeout=QUICK)
-        expect(self.model).to_have_value(model, timeout=QUICK)
+        """Picks `model` (an id) in the model picker: searched by its id, then clicked. Waits
+        for the option, which arrives with the user's model list from /api/models."""
+        self.model.click()
+        self.model.fill(model)
+        self.model_option(model).click(timeout=QUICK)
+        self.expect_model(model)
+
+    def model_option(self, model: str) -> Locator:
+        """The picker's option for `model` in its provider's group (not under Recently used)."""
+        return self.page.locator(
+            f'#model-list .model-group:not([data-recent]) [role="option"][data-id="{model}"]'
+        )
+
+    def expect_model(self, model: str) -> None:
+        """The picker's chosen model is `model` ("" for none)."""
+        expect(self.model).to_have_attribute("data-model", model, timeout=QUICK)
+
+    def expect_some_model(self) -> None:
+        expect(self.model).not_to_have_attribute("data-model", "", timeout=QUICK)
 
     def send(self, text: str, model: str | None = None) -> None:
         if model is not None:

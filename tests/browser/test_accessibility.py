@@ -84,6 +84,22 @@ def test_the_chat_empty_streaming_rich_and_failed(axe_page: Page, app_url: str, 
     check(axe_page, "chat with markdown, a table, code, a task list, a stopped and a failed reply")
 
 
+def test_the_chat_with_the_model_list_open(axe_page: Page, app_url: str, user: User) -> None:
+    sign_in(axe_page, app_url, user)
+    chat = ChatPage(axe_page)
+    chat.open("/")
+    chat.choose_model("sim/echo")  # so the list has a Recently used group as well
+    chat.model.press("ArrowDown")
+    expect(chat.model).to_have_attribute("aria-expanded", "true")
+    check(axe_page, "model list open, grouped, the chosen model active")
+    chat.model.fill("claude")
+    expect(chat.model_option("anthropic/claude-3.5-sonnet")).to_be_visible()
+    check(axe_page, "model list filtered")
+    chat.model.fill("no such model")
+    expect(axe_page.locator(".model-status")).to_contain_text("No model matches")
+    check(axe_page, "model list with nothing matching")
+
+
 def test_the_settings_page(axe_page: Page, app_url: str, user: User) -> None:
     sign_in(axe_page, app_url, user)
     axe_page.goto("/settings/")

@@ -30,7 +30,7 @@ def test_no_token_to_chatting_in_one_flow(
     expect(page).to_have_url(f"{app_url}/")
     expect(page.locator(".onboarding")).to_have_count(0)
     chat.wait_connected()
-    expect(chat.model).not_to_have_value("")
+    chat.expect_some_model()
     chat.composer.fill("Hello!")
     chat.composer.press("Enter")
     chat.wait_status(chat.last_reply(), "complete")
