@@ -333,6 +333,7 @@ function newClientId() {
 const composer = new Composer($("#composer-form"), {
   onSubmit: send,
   onError: (message) => showBanner(message, { key: "attachment" }),
+  announce,
 }, page.limits);
 
 function send() {

@@ -31,13 +31,18 @@ function readAsDataUrl(file) {
   });
 }
 
+/** Whether this browser can record (getUserMedia needs a secure context: https or localhost). */
+function canRecord() {
+  return Boolean(navigator.mediaDevices?.getUserMedia) && typeof AudioWorkletNode === "function";
+}
+
 function megabytes(bytes) {
   return `${Math.round((bytes / 1024 / 1024) * 10) / 10} MB`;
 }
 
 export class Composer {
   /**
-   * handlers: onSubmit(), onError(message). limits: the server's (page data `limits`), so the
+   * handlers: onSubmit(), onError(message), announce(message). limits: the server's (page data `limits`), so the
    * page refuses what the server would refuse before reading or sending it.
    */
   constructor(form, handlers, limits) {
@@ -77,6 +82,47 @@ export class Composer {
       const button = event.target.closest("button[data-key]");
       if (button && !this.locked) this.removeAttachment(Number(button.dataset.key));
     });
+    this.recordButton = form.querySelector("#record");
+    this.recorder = null; // a promise of the RecorderControls, from the first press on
+    if (this.recordButton && canRecord()) {
+      this.recordButton.hidden = false;
+      this.recordButton.addEventListener("click", () => this.toggleRecording());
+    }
+  }
+
+  async toggleRecording() {
+    this.recorder ??= import("./recorder.js").then(({ RecorderControls }) =>
+      new RecorderControls(this.form, {
+        onRecorded: (file) => {
+          this.setStatus("");
+          this.addFiles([file]);
+        },
+        onError: this.handlers.onError,
+        announce: this.handlers.announce,
+        refusal: () => this.recordingRefusal(),
+      }, this.limits));
+    let recorder;
+    try {
+      recorder = await this.recorder;
+    } catch {
+      this.recorder = null; // offline or mid-deploy: tried again at the next press
+      this.handlers.onError(t("The recorder could not be loaded. Check the connection and try again."));
+      return;
+    }
+    recorder.toggle();
+  }
+
+  /** Why a recording may not start now (it would have nowhere to go), or null. */
+  recordingRefusal() {
+    if (this.locked) return t("Wait until the message is sent to record another.");
+    if (this.attachments.length >= this.limits.max_attachments) {
+      return t("At most {count} attachments per message.", { count: this.limits.max_attachments });
+    }
+    return null;
+  }
+
+  get recording() {
+    return this.recordButton?.getAttribute("aria-pressed") === "true";
   }
 
   onKeydown(event) {
@@ -91,6 +137,11 @@ export class Composer {
 
   submit() {
     if (this.locked) return;
+    if (this.recording) {
+      // The recording is not in the draft yet: sending now would leave it behind.
+      this.setStatus(t("Stop the recording first (or press Escape to discard it), then send."));
+      return;
+    }
     this.handlers.onSubmit();
   }
 
@@ -116,6 +167,7 @@ export class Composer {
     this.locked = true;
     this.textarea.readOnly = true;
     this.sendButton.disabled = true;
+    if (this.recordButton) this.recordButton.disabled = true;
     this.form.classList.add("is-sending");
     this.setStatus(message);
   }
@@ -124,6 +176,7 @@ export class Composer {
     this.locked = false;
     this.textarea.readOnly = false;
     this.sendButton.disabled = false;
+    if (this.recordButton) this.recordButton.disabled = false;
     this.form.classList.remove("is-sending");
     this.setStatus("");
   }
