@@ -1,6 +1,8 @@
 // The composer: the draft text, its attachments (read as base64, sent as `file` parts: the
 // server decides from the bytes what each is), Enter to send, and the lock that keeps the draft
-// until `ack`.
+// until `ack`. The microphone button records a WAV into the same attachments
+// (static/chat/recorder.js, loaded at its first press).
+import { t } from "./i18n.js";
 
 const IMAGE_TYPES = new Set(["image/png", "image/jpeg", "image/gif", "image/webp"]);
 const AUDIO_FORMATS = {

@@ -165,10 +165,15 @@ def test_a_recording_reaches_nobox_as_wav_audio_and_plays_in_the_chat(
     assert served == len(wav)
 
 
-def test_escape_discards_a_recording(chat: ChatPage) -> None:
+def test_escape_discards_a_recording_and_sending_waits_for_it(chat: ChatPage) -> None:
     page = chat.page
     start_recording(page)
     expect(page.locator("#recording-time")).to_contain_text("Recording 0:0", timeout=QUICK)
+    # Sending now would leave the recording behind: the page says so and sends nothing.
+    chat.composer.fill("not yet")
+    chat.composer.press("Enter")
+    expect(page.locator("#composer-status")).to_contain_text("Stop the recording first")
+    expect(chat.composer).to_have_value("not yet")
     page.keyboard.press("Escape")
     expect(page.locator("#recording")).to_be_hidden()
     expect(page.locator("#record")).to_have_attribute("aria-pressed", "false")
