@@ -50,7 +50,9 @@ def page_limits() -> dict[str, int]:
 
 def _chat_page(request: HttpRequest, conversation: Conversation | None) -> HttpResponse:
     user = _user(request)
-    messages_data, older = _latest_messages(conversation) if conversation else ([], False)
+    messages_data, older = (
+        _latest_messages(conversation, count=FIRST_PAGE_MESSAGES) if conversation else ([], False)
+    )
     page_data: dict[str, Any] = {
         "conversation": conversation.public_id if conversation else None,
         "model": conversation.model if conversation else "",
@@ -90,20 +92,23 @@ def _can_chat(user: User) -> bool:
     return True
 
 
-# A page carries the latest messages; the browser fetches older ones as the reader scrolls up.
+# A page carries the latest messages, a few screens' worth: every one is in the page's HTML and
+# is rendered before the composer can be used. The browser fetches older ones a bigger page at a
+# time as the reader scrolls up.
+FIRST_PAGE_MESSAGES = 40
 MESSAGES_PER_PAGE = 100
 
 
 def _latest_messages(
-    conversation: Conversation, before_seq: int | None = None
+    conversation: Conversation, before_seq: int | None = None, count: int = MESSAGES_PER_PAGE
 ) -> tuple[list[WireMessage], bool]:
-    """Up to MESSAGES_PER_PAGE messages before `before_seq` (the latest if None), oldest first,
-    and whether there are older ones."""
+    """Up to `count` messages before `before_seq` (the latest if None), oldest first, and
+    whether there are older ones."""
     rows = conversation.messages.order_by("-seq")
     if before_seq is not None:
         rows = rows.filter(seq__lt=before_seq)
-    page = list(rows[: MESSAGES_PER_PAGE + 1])
-    return [m.to_wire() for m in reversed(page[:MESSAGES_PER_PAGE])], len(page) > MESSAGES_PER_PAGE
+    page = list(rows[: count + 1])
+    return [m.to_wire() for m in reversed(page[:count])], len(page) > count
 
 
 @login_required
