@@ -623,3 +623,6 @@ refreshChrome();
 socket.connect();
 picker.load();
 composer.focus();
+// The page is usable: the composer is wired and focused and the first messages are on screen
+// (bench/page.py measures up to here).
+performance.mark("composer-ready");
