@@ -11,7 +11,9 @@ throwaway directory, the Nobox simulator upstream. For each page:
   sets once the composer is wired and focused and the messages are on screen; Chromium, a fresh
   context (cold cache) per run, `--runs` runs, p50, best and worst; and the renderer's
   main-thread task time up to the mark (CDP `Performance.getMetrics` TaskDuration: wall time
-  inside tasks, so a busy machine inflates it too, but not the waits for the network);
+  inside tasks, so a busy machine inflates it too, but not the waits for the network) and the
+  CPU time the page's renderer processes used up to it (CDP `SystemInfo.getProcessInfo`, all
+  threads: what the page costs, whatever else the machine runs);
 - **transferred**: the sum of Resource Timing `transferSize` (bytes on the wire, headers
   included, compressed as the browser asked: `Accept-Encoding: gzip, deflate, br, zstd`) of the
   HTML, JS and CSS the page loads, from the first run; the page's API calls apart;
@@ -41,6 +43,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import accumulate
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from playwright.sync_api import CDPSession
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -242,7 +248,14 @@ READ_TIMINGS = """() => {
 class BrowserFigures:
     composer_ms: list[float] = field(default_factory=list)
     busy_ms: list[float] = field(default_factory=list)  # main-thread task time until ready
+    cpu_ms: list[float] = field(default_factory=list)  # renderer CPU time until ready
     kinds: dict[str, int] = field(default_factory=dict)  # bytes of the first load by kind
+
+
+def renderer_cpu(system: CDPSession) -> dict[int, float]:
+    """CPU seconds each renderer process has used since it started (all its threads)."""
+    processes = system.send("SystemInfo.getProcessInfo")["processInfo"]
+    return {p["id"]: float(p["cpuTime"]) for p in processes if p["type"] == "renderer"}
 
 
 def measure_in_browser(
@@ -258,6 +271,7 @@ def measure_in_browser(
     found = {name: BrowserFigures() for name in paths}
     with sync_playwright() as driver:
         browser = driver.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        system = browser.new_browser_cdp_session()
         for _ in range(runs):
             for name, path in paths.items():
                 context = browser.new_context(viewport={"width": 1280, "height": 900})
@@ -265,10 +279,12 @@ def measure_in_browser(
                 page = context.new_page()
                 cdp = context.new_cdp_session(page)
                 cdp.send("Performance.enable")
+                cpu_before = renderer_cpu(system)
                 page.goto(url + path)
                 page.wait_for_function(
                     "() => performance.getEntriesByName('composer-ready').length > 0"
                 )
+                cpu_after = renderer_cpu(system)
                 metrics = {
                     m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]
                 }
@@ -278,6 +294,9 @@ def measure_in_browser(
                 figures = found[name]
                 figures.composer_ms.append(float(timings["ready"]))
                 figures.busy_ms.append(float(metrics["TaskDuration"]) * 1000)
+                figures.cpu_ms.append(
+                    sum(cpu - cpu_before.get(pid, 0.0) for pid, cpu in cpu_after.items()) * 1000
+                )
                 if not figures.kinds:
                     figures.kinds.update({k: int(v) for k, v in timings["kinds"].items()})
         browser.close()
@@ -347,6 +366,7 @@ def figures_of(f: PageFigures) -> list[tuple[str, float | None]]:
     """(shown, value compared) for each row of the table, in its order."""
     composer = statistics.median(f.browser.composer_ms)
     busy = statistics.median(f.browser.busy_ms)
+    cpu = statistics.median(f.browser.cpu_ms)
     p95 = percentile(f.server_ms, 95)
     return [
         (
@@ -354,6 +374,7 @@ def figures_of(f: PageFigures) -> list[tuple[str, float | None]]:
             composer,
         ),
         (ms(busy), busy),
+        (ms(cpu), cpu),
         (kb(f.page_bytes), f.page_bytes / 1024),
         (str(len(f.queries)), len(f.queries)),
         (f"{ms(p95)} ({ms(statistics.median(f.server_ms))})", p95),
@@ -370,6 +391,7 @@ def table(figures: list[PageFigures]) -> list[str]:
             TARGET_COMPOSER_MS,
         ),
         ("main-thread task time until then, p50", "", None),
+        ("renderer CPU time until then, p50", "", None),
         ("transferred: HTML + JS + CSS (+ icons)", f"≤ {TARGET_KB} KB", TARGET_KB),
         ("SQL queries", f"≤ {TARGET_QUERIES}", TARGET_QUERIES),
         ("server p95 (p50)", f"≤ {TARGET_SERVER_P95_MS} ms", TARGET_SERVER_P95_MS),
