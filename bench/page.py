@@ -413,7 +413,8 @@ def table(figures: list[PageFigures]) -> list[str]:
 
 
 def details(figures: list[PageFigures]) -> list[str]:
-    lines = ["| page | " + " | ".join(["HTML as sent (raw)", "JS", "CSS", "other static", "API"])]
+    kinds = ["HTML as sent (raw)", "JS", "CSS", "other static", "API"]
+    lines = ["| page | " + " | ".join(kinds) + " |"]
     lines.append("|---|---|---|---|---|---|")
     for f in figures:
         t = f.browser.kinds
@@ -445,7 +446,7 @@ def report(args: argparse.Namespace, figures: list[PageFigures], notes: dict[str
     out += ["", "Queries of the long page:", ""]
     out += [f"{i}. `{sql[:160]}`" for i, sql in enumerate(figures[-1].queries, 1)]
     method = (__doc__ or "").split("\n\n")[1:-1]
-    out += ["", "## How each number is measured", "", *method]
+    out += ["", "## How each number is measured", "", "\n\n".join(method)]
     return "\n".join(out) + "\n"
 
 
