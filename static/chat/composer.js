@@ -101,6 +101,7 @@ export class Composer {
         },
         onError: this.handlers.onError,
         announce: this.handlers.announce,
+        focus: () => this.focus(),
         refusal: () => this.recordingRefusal(),
       }, this.limits));
     let recorder;

@@ -179,7 +179,8 @@ function sizeText(bytes) {
 
 /**
  * The microphone button and the recording bar of the composer. handlers: onRecorded(file),
- * onError(message), announce(message), refusal() (why a recording may not start now, or null).
+ * onError(message), announce(message), focus() (the message box), refusal() (why a recording
+ * may not start now, or null).
  */
 export class RecorderControls {
   constructor(form, handlers, limits) {
@@ -240,9 +241,16 @@ export class RecorderControls {
     const take = this.take;
     this.take = null;
     this.show("finishing");
-    const wav = await take.finish();
+    let wav;
+    try {
+      wav = await take.finish();
+    } catch (error) {
+      this.handlers.onError(t("The recording could not be finished: {reason}", { reason: error?.message || String(error) }));
+      return;
+    } finally {
+      this.show("idle");
+    }
     const seconds = take.seconds;
-    this.show("idle");
     if (reachedLimit) {
       this.handlers.onError(t("The recording reached the {size} limit for a file and was stopped there; what was recorded is attached.", { size: sizeText(this.maxBytes) }));
     }
@@ -264,6 +272,8 @@ export class RecorderControls {
   }
 
   show(state) {
+    // The bar's buttons vanish with it: focus goes back to the message box, not to the page.
+    if (state === "idle" && this.bar.contains(document.activeElement)) this.handlers.focus();
     this.state = state;
     const active = state !== "idle";
     this.button.setAttribute("aria-pressed", String(active));

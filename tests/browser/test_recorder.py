@@ -80,6 +80,7 @@ def record_for_a_second(page: Page) -> None:
     page.locator("#recording-stop").click()
     expect(page.locator("#recording")).to_be_hidden()
     expect(page.locator("#record")).to_have_attribute("aria-pressed", "false")
+    expect(page.locator("#composer")).to_be_focused()  # not lost with the bar's buttons
 
 
 def sent_upstream(sim_url: str, text: str) -> dict[str, Any]:
