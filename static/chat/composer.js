@@ -44,8 +44,8 @@ function megabytes(bytes) {
 
 export class Composer {
   /**
-   * handlers: onSubmit(), onError(message), announce(message). limits: the server's (page data `limits`), so the
-   * page refuses what the server would refuse before reading or sending it.
+   * handlers: onSubmit(), onError(message), announce(message). limits: the server's (page data
+   * `limits`), so the page refuses what the server would refuse before reading or sending it.
    */
   constructor(form, handlers, limits) {
     this.form = form;

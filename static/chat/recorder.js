@@ -245,14 +245,17 @@ export class RecorderControls {
     try {
       wav = await take.finish();
     } catch (error) {
-      this.handlers.onError(t("The recording could not be finished: {reason}", { reason: error?.message || String(error) }));
+      const reason = error?.message || String(error);
+      this.handlers.onError(t("The recording could not be finished: {reason}", { reason }));
       return;
     } finally {
       this.show("idle");
     }
     const seconds = take.seconds;
     if (reachedLimit) {
-      this.handlers.onError(t("The recording reached the {size} limit for a file and was stopped there; what was recorded is attached.", { size: sizeText(this.maxBytes) }));
+      const size = sizeText(this.maxBytes);
+      this.handlers.onError(
+        t("The recording reached the {size} limit for a file and was stopped there; what was recorded is attached.", { size }));
     }
     if (take.length === 0) {
       this.handlers.onError(t("Nothing was recorded: check that the microphone is on and try again."));
@@ -276,8 +279,8 @@ export class RecorderControls {
     if (state === "idle" && this.bar.contains(document.activeElement)) this.handlers.focus();
     this.state = state;
     const active = state !== "idle";
+    // A toggle button keeps its name ("Record audio"); pressed says that it records.
     this.button.setAttribute("aria-pressed", String(active));
-    this.button.setAttribute("aria-label", active ? t("Stop recording") : t("Record audio"));
     this.button.disabled = state === "finishing";
     this.bar.hidden = !active;
     this.bar.dataset.state = state;
@@ -292,6 +295,7 @@ export class RecorderControls {
   }
 
   tick() {
-    if (this.take) this.clock.textContent = t("Recording {time}", { time: clockText(this.take.seconds) });
+    if (!this.take) return;
+    this.clock.textContent = t("Recording {time}", { time: clockText(this.take.seconds) });
   }
 }
