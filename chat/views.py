@@ -51,7 +51,9 @@ def page_limits() -> dict[str, int]:
 
 def _chat_page(request: HttpRequest, conversation: Conversation | None) -> HttpResponse:
     user = _user(request)
-    messages_data, older = _latest_messages(conversation) if conversation else ([], False)
+    messages_data, older = (
+        _latest_messages(conversation, count=FIRST_PAGE_MESSAGES) if conversation else ([], False)
+    )
     page_data: dict[str, Any] = {
         "conversation": conversation.public_id if conversation else None,
         "model": conversation.model if conversation else "",
@@ -91,20 +93,21 @@ def _can_chat(user: User) -> bool:
     return True
 
 
-# A page carries the latest messages; the browser fetches older ones as the reader scrolls up.
+# A page carries the latest messages, a few screens' worth: every one is in the page's HTML and
+# is rendered before the composer can be used. The browser fetches older ones a bigger page at a
+# time as the reader scrolls up.
+FIRST_PAGE_MESSAGES = 40
 MESSAGES_PER_PAGE = 100
 
 
 def _latest_messages(
-    conversation: Conversation, before_seq: int | None = None
+    conversation: Conversation, before_seq: int | None = None, count: int = MESSAGES_PER_PAGE
 ) -> tuple[list[WireMessage], bool]:
-    """Up to MESSAGES_PER_PAGE messages of the visible branch before `before_seq` (on the
-    branch that leads to it; the latest if None), oldest first, and whether there are older
-    ones."""
+    """Up to `count` messages of the visible branch before `before_seq` (on the branch that
+    leads to it; the latest if None), oldest first, and whether there are older ones."""
     tree = branches.load(conversation)
-    shown = branches.latest_visible(conversation, tree, MESSAGES_PER_PAGE + 1, before_seq or 0)
-    older = len(shown) > MESSAGES_PER_PAGE
-    return branches.wire(shown[-MESSAGES_PER_PAGE:], tree), older
+    shown = branches.latest_visible(conversation, tree, count + 1, before_seq or 0)
+    return branches.wire(shown[-count:], tree), len(shown) > count
 
 
 @login_required

@@ -79,6 +79,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Compresses what the views below answer (pages, JSON); WhiteNoise's files never reach it.
+    "chat.compression.PageGZipMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     # The browser's Accept-Language picks the language (no URL prefixes); after the session,
     # before CommonMiddleware, as Django requires.

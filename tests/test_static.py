@@ -56,3 +56,38 @@ def test_only_the_npm_files_pages_use_are_collected(tmp_path):
         "marked/marked.esm.js",
         "marked/marked.esm.js.map",
     ]
+
+
+STATIC_IMPORT = re.compile(
+    r'^\s*(?:import|export)\b[^;]*?\bfrom\s*"([^"]+)"', re.MULTILINE | re.DOTALL
+)
+
+
+def static_import_graph(entry: Path) -> set[str]:
+    """Every module `entry` loads before it runs (static imports, followed), as static paths."""
+    static_root = ROOT / "static"
+    vendor = {f"vendor/{name}" for name in ("marked/marked.esm.js", "dompurify/purify.es.mjs")}
+    found: set[str] = set()
+    todo = [entry]
+    while todo:
+        module = todo.pop()
+        for name in STATIC_IMPORT.findall(module.read_text()):
+            path = (module.parent / name).resolve()
+            relative = path.relative_to(static_root.resolve()).as_posix()
+            if relative in found:
+                continue
+            found.add(relative)
+            # npm files live under node_modules, and import nothing of ours
+            if not relative.startswith("vendor/"):
+                todo.append(path)
+            else:
+                assert relative in vendor or relative.startswith("vendor/highlight/"), relative
+    return found
+
+
+def test_the_chat_page_preloads_every_module_chat_js_imports():
+    template = (ROOT / "templates/chat/chat.html").read_text()
+    preloaded = set(re.findall(r"""rel="modulepreload" href="{% static '([^']+)' %}\"""", template))
+    graph = static_import_graph(ROOT / "static/chat/chat.js")
+    assert "vendor/highlight/es/highlight.min.js" in graph
+    assert preloaded == graph

@@ -1,8 +1,9 @@
 // The composer: the draft text, its attachments (read as base64, sent as `file` parts: the
 // server decides from the bytes what each is), Enter to send, and the lock that keeps the draft
-// until `ack`.
-
+// until `ack`. The microphone button records a WAV into the same attachments
+// (static/chat/recorder.js, loaded at its first press).
 import { t } from "./i18n.js";
+
 
 const IMAGE_TYPES = new Set(["image/png", "image/jpeg", "image/gif", "image/webp"]);
 const AUDIO_FORMATS = {
@@ -33,14 +34,19 @@ function readAsDataUrl(file) {
   });
 }
 
+/** Whether this browser can record (getUserMedia needs a secure context: https or localhost). */
+function canRecord() {
+  return Boolean(navigator.mediaDevices?.getUserMedia) && typeof AudioWorkletNode === "function";
+}
+
 function megabytes(bytes) {
   return `${Math.round((bytes / 1024 / 1024) * 10) / 10} MB`;
 }
 
 export class Composer {
   /**
-   * handlers: onSubmit(), onError(message). limits: the server's (page data `limits`), so the
-   * page refuses what the server would refuse before reading or sending it.
+   * handlers: onSubmit(), onError(message), announce(message). limits: the server's (page data
+   * `limits`), so the page refuses what the server would refuse before reading or sending it.
    */
   constructor(form, handlers, limits) {
     this.form = form;
@@ -79,6 +85,48 @@ export class Composer {
       const button = event.target.closest("button[data-key]");
       if (button && !this.locked) this.removeAttachment(Number(button.dataset.key));
     });
+    this.recordButton = form.querySelector("#record");
+    this.recorder = null; // a promise of the RecorderControls, from the first press on
+    if (this.recordButton && canRecord()) {
+      this.recordButton.hidden = false;
+      this.recordButton.addEventListener("click", () => this.toggleRecording());
+    }
+  }
+
+  async toggleRecording() {
+    this.recorder ??= import("./recorder.js").then(({ RecorderControls }) =>
+      new RecorderControls(this.form, {
+        onRecorded: (file) => {
+          this.setStatus("");
+          this.addFiles([file]);
+        },
+        onError: this.handlers.onError,
+        announce: this.handlers.announce,
+        focus: () => this.focus(),
+        refusal: () => this.recordingRefusal(),
+      }, this.limits));
+    let recorder;
+    try {
+      recorder = await this.recorder;
+    } catch {
+      this.recorder = null; // offline or mid-deploy: tried again at the next press
+      this.handlers.onError(t("The recorder could not be loaded. Check the connection and try again."));
+      return;
+    }
+    recorder.toggle();
+  }
+
+  /** Why a recording may not start now (it would have nowhere to go), or null. */
+  recordingRefusal() {
+    if (this.locked) return t("Wait until the message is sent to record another.");
+    if (this.attachments.length >= this.limits.max_attachments) {
+      return t("At most {count} attachments per message.", { count: this.limits.max_attachments });
+    }
+    return null;
+  }
+
+  get recording() {
+    return this.recordButton?.getAttribute("aria-pressed") === "true";
   }
 
   onKeydown(event) {
@@ -93,6 +141,11 @@ export class Composer {
 
   submit() {
     if (this.locked) return;
+    if (this.recording) {
+      // The recording is not in the draft yet: sending now would leave it behind.
+      this.setStatus(t("Stop the recording first (or press Escape to discard it), then send."));
+      return;
+    }
     this.handlers.onSubmit();
   }
 
@@ -118,6 +171,7 @@ export class Composer {
     this.locked = true;
     this.textarea.readOnly = true;
     this.sendButton.disabled = true;
+    if (this.recordButton) this.recordButton.disabled = true;
     this.form.classList.add("is-sending");
     this.setStatus(message);
   }
@@ -126,6 +180,7 @@ export class Composer {
     this.locked = false;
     this.textarea.readOnly = false;
     this.sendButton.disabled = false;
+    if (this.recordButton) this.recordButton.disabled = false;
     this.form.classList.remove("is-sending");
     this.setStatus("");
   }

@@ -10,8 +10,9 @@ const STATUS_LABELS = {
   truncated: t("truncated (max tokens)"),
 };
 // On load, the newest messages are rendered at once and the older ones in idle time (shown as
-// plain text meanwhile), so a 1,000-message conversation opens quickly.
-const RENDER_AT_ONCE = 40;
+// plain text meanwhile), so a long conversation opens quickly: a screen shows a few messages,
+// and these fill it, with room to spare, before the composer is ready (bench/page.py).
+const RENDER_AT_ONCE = 12;
 const IDLE_BUDGET_MS = 12;
 // Messages older than the newest this many may skip rendering while off-screen (.is-history).
 const ALWAYS_RENDERED = 24;

@@ -32,6 +32,7 @@ from playwright.sync_api import (
     BrowserContext,
     Locator,
     Page,
+    Playwright,
     expect,
     sync_playwright,
 )
@@ -111,16 +112,25 @@ def app_url(env: dict[str, str], var_dir: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="package")
-def browser(chromium_path: str) -> Iterator[Browser]:
-    playwright = sync_playwright().start()
+def playwright_driver(chromium_path: str) -> Iterator[Playwright]:
+    driver = sync_playwright().start()
     try:
-        chromium = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+        yield driver
     finally:
-        playwright.stop()
+        driver.stop()
+
+
+def launch_chromium(driver: Playwright, path: str, *extra_args: str) -> Browser:
+    return driver.chromium.launch(executable_path=path, args=[*CHROMIUM_ARGS, *extra_args])
+
+
+@pytest.fixture(scope="package")
+def browser(playwright_driver: Playwright, chromium_path: str) -> Iterator[Browser]:
+    chromium = launch_chromium(playwright_driver, chromium_path)
+    try:
+        yield chromium
+    finally:
+        chromium.close()
 
 
 # --- per test -------------------------------------------------------------------------------
@@ -211,13 +221,18 @@ def user(users: Users) -> User:
 
 @pytest.fixture
 def context(users: Users, browser: Browser, app_url: str) -> Iterator[BrowserContext]:
-    ctx = browser.new_context(
-        base_url=app_url, viewport={"width": 1280, "height": 900}, locale="en-US"
-    )
+    ctx = new_context(browser, app_url)
     try:
         yield ctx
     finally:
         ctx.close()
+
+
+def new_context(browser: Browser, app_url: str, **options: Any) -> BrowserContext:
+    """A context as every browser test sees the app (`options`: Playwright's, e.g. permissions)."""
+    return browser.new_context(
+        base_url=app_url, viewport={"width": 1280, "height": 900}, locale="en-US", **options
+    )
 
 
 @pytest.fixture
