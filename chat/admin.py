@@ -717,10 +717,34 @@ class MessageInline(admin.TabularInline[Message, Conversation]):
         return False
 
 
+class ModelFilter(admin.SimpleListFilter):
+    """By model, with a name for conversations that have none yet (a first turn refused before
+    its model was saved): Django's own filter would show that choice as an empty link, which
+    neither a reader nor a screen reader can tell apart."""
+
+    title = gettext_lazy("model")
+    parameter_name = "model"
+    NONE = "__none__"
+
+    def lookups(
+        self, request: HttpRequest, model_admin: admin.ModelAdmin[Conversation]
+    ) -> list[tuple[str, str]]:
+        models = Conversation.objects.order_by("model").values_list("model", flat=True).distinct()
+        return [(name or self.NONE, name or _("(none yet)")) for name in models]
+
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[Conversation]
+    ) -> QuerySet[Conversation]:
+        value = self.value()
+        if value is None:
+            return queryset
+        return queryset.filter(model="" if value == self.NONE else value)
+
+
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin[Conversation]):
     list_display = ("public_id", "owner", "title", "model", "updated_at")
-    list_filter = ("model",)
+    list_filter = (ModelFilter,)
     search_fields = ("title", "owner__username")
     readonly_fields = ("public_id", "owner", "next_seq", "created_at", "updated_at")
     inlines = (MessageInline,)

@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from chat import tokens
-from chat.models import AuditEvent, NoboxToken, Usage, User
+from chat.models import AuditEvent, Conversation, NoboxToken, Usage, User
 from tests.conftest import stored_token
 
 pytestmark = pytest.mark.django_db
@@ -574,3 +574,17 @@ def test_the_user_form_shows_this_months_spend_against_the_limit(as_admin, bob):
     Usage.objects.create(user=bob, user_name="bob", cost=Decimal("1.75"))
     html = as_admin.get(f"/admin/chat/user/{bob.pk}/change/").content.decode()
     assert "$1.75 of $2.00 (near)" in html
+
+
+def test_the_conversation_list_filters_by_model_and_names_the_empty_one(as_admin, alice):
+    Conversation.objects.create(owner=alice, title="With a model", model="sim/echo")
+    Conversation.objects.create(owner=alice, title="Refused before its model was saved")
+    page = as_admin.get("/admin/chat/conversation/").content.decode()
+    # Every filter choice is a link with words in it (an empty link is unreadable).
+    assert ">(none yet)</a>" in page and ">sim/echo</a>" in page
+    assert not re.search(r'<a href="\?model=[^"]*">\s*</a>', page)
+
+    empty = as_admin.get("/admin/chat/conversation/?model=__none__").content.decode()
+    assert "Refused before its model was saved" in empty and "With a model" not in empty
+    chosen = as_admin.get("/admin/chat/conversation/?model=sim/echo").content.decode()
+    assert "With a model" in chosen and "Refused before" not in chosen
