@@ -4,6 +4,7 @@ and usable on a phone (it fits the screen; every chat control is at least 44 px 
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -190,32 +191,15 @@ def test_options_are_grouped_by_provider_with_price_and_context_badges(big_chat:
     expect(gpt).to_have_attribute("aria-selected", "true")
 
 
-def test_three_hundred_models_open_and_filter_quickly(big_chat: ChatPage) -> None:
-    """Open (build and lay out the whole list) and a keystroke's filter, timed in the page; the
-    bounds are loose for a busy CI machine but catch work that grows badly with the list."""
+def test_three_hundred_models_open_and_filter(big_chat: ChatPage) -> None:
+    """The whole catalogue opens and a search narrows it (how fast: bench, not here)."""
     page = big_chat.page
-    timings: dict[str, float] = page.evaluate(
-        """() => {
-            const input = document.querySelector("#model");
-            const key = (name) => input.dispatchEvent(
-                new KeyboardEvent("keydown", { key: name, bubbles: true, cancelable: true }));
-            let start = performance.now();
-            key("ArrowDown");
-            document.querySelector("#model-list").getBoundingClientRect();
-            const open = performance.now() - start;
-            input.value = "catalogue-1";
-            start = performance.now();
-            input.dispatchEvent(new Event("input", { bubbles: true }));
-            document.querySelector("#model-list").getBoundingClientRect();
-            return { open, filter: performance.now() - start };
-        }"""
-    )
-    print(f"\n330+ models: open {timings['open']:.1f} ms, filter {timings['filter']:.1f} ms")
+    big_chat.model.press("ArrowDown")
+    expect(listbox(page).locator("[role=option]").first).to_be_visible()
+    big_chat.model.fill("catalogue-1")
     expect(listbox(page).locator("[role=option]:visible")).to_have_count(
         sum("catalogue-1" in m.id for m in CATALOGUE)
     )
-    assert timings["open"] < 500
-    assert timings["filter"] < 200
 
 
 def test_recently_used_models_come_first_after_a_reload(chat: ChatPage) -> None:
@@ -388,3 +372,24 @@ def test_phone_tap_targets_follow_a_coarse_pointer_not_only_a_narrow_screen(
         finally:
             context.close()
     assert sizes[True] >= TAP > sizes[False], sizes
+
+
+def test_on_a_phone_a_long_username_does_not_widen_the_page(
+    browser: Browser, app_url: str, env: dict[str, str]
+) -> None:
+    long_name = User(f"someone-with-a-very-long-username-{uuid.uuid4().hex[:8]}", PASSWORD, None)
+    create_user(env, long_name.username, long_name.password)
+    context = browser.new_context(base_url=app_url, viewport=PHONE, is_mobile=True, has_touch=True)
+    try:
+        page = context.new_page()
+        sign_in(page, app_url, long_name)
+        page.goto("/settings/")
+        width = page.evaluate("() => document.scrollingElement.scrollWidth")
+        assert width <= PHONE["width"], (
+            f"the page is {width} px wide on a {PHONE['width']} px phone"
+        )
+        sign_out = page.get_by_role("button", name=re.compile("Sign out"))
+        expect(sign_out).to_be_visible()
+        assert box(sign_out)["x"] + box(sign_out)["width"] <= PHONE["width"]
+    finally:
+        context.close()
