@@ -532,7 +532,7 @@ export class MessageList {
     if (this.onAction) {
       meta.append(RETRY_STATUSES.has(data.status)
         ? actionButton("regenerate", t("Retry"), t("Retry this reply"))
-        : actionButton("regenerate", t("Regenerate"), t("Write this reply again")));
+        : actionButton("regenerate", t("Regenerate"), t("Regenerate this reply")));
     }
     footer.append(meta);
     return footer;

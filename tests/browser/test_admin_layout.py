@@ -38,6 +38,8 @@ for n in range(12):
     )
     if n % 2:
         tokens.store_token(person, f"sk-crowd-token-{n:04d}", actor_name="test")
+# A username as long as Django allows, with no place to break (a test elsewhere makes one too).
+User.objects.create_user("crowd-" + "x" * 144, "", "crowd-password-1")
 """
 
 

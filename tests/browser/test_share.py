@@ -159,7 +159,7 @@ def test_a_live_viewer_follows_the_owners_versions_without_buttons_of_its_own(
     expect(viewer.locator("#messages [data-action]")).to_have_count(0)
 
     chat.open(conversation_url)
-    chat.last_reply().get_by_role("button", name="Write this reply again").click()
+    chat.last_reply().get_by_role("button", name="Regenerate this reply").click()
     chat.wait_status(chat.last_reply(), "complete")
     expect(chat.last_reply()).not_to_have_attribute("data-id", first_id or "")
     # The viewer's page drops the reply the owner no longer shows and shows the new one.
