@@ -304,11 +304,10 @@ NOBOX_FAST_TRANSPORT = env_bool("NOBOX_FAST_TRANSPORT", True)
 # conversation's own model; "off": no title calls.
 TITLE_MODEL = env_str("TITLE_MODEL", "")
 # Deltas are coalesced into frames at most this often (seconds): a fast model must not mean
-# thousands of tiny frames. A process writing more than REPLY_FLUSH_STREAMS replies at once
-# stretches the interval in proportion, up to REPLY_FLUSH_LONGEST (chat.replies.relay
-# .flush_interval): under load, fewer and larger frames keep every reply moving.
+# thousands of tiny frames. A process whose event loop runs late stretches the interval by
+# twice its delay, up to REPLY_FLUSH_LONGEST (chat.replies.relay.flush_interval): when it
+# cannot keep up, fewer and larger frames keep every reply moving.
 REPLY_FLUSH_INTERVAL = env_float("REPLY_FLUSH_INTERVAL", 0.03)
-REPLY_FLUSH_STREAMS = env_int("REPLY_FLUSH_STREAMS", 25)
 REPLY_FLUSH_LONGEST = env_float("REPLY_FLUSH_LONGEST", 0.25)
 # The text of a streaming reply is written to the database at most this often (seconds); a
 # process that dies loses at most this much text.

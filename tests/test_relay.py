@@ -7,7 +7,14 @@ import random
 
 import pytest
 
-from chat.replies.relay import Coalescer, Piece, RelayCursor, Snapshot, flush_interval
+from chat.replies.relay import (
+    Coalescer,
+    LoopDelay,
+    Piece,
+    RelayCursor,
+    Snapshot,
+    flush_interval,
+)
 
 # --- Coalescer ---------------------------------------------------------------------------------
 
@@ -209,12 +216,20 @@ def test_any_order_with_duplicates_and_losses_ends_exactly_on_the_text(seed):
     assert not cursor.needs_sync and not cursor.held
 
 
-def test_the_flush_interval_stretches_with_the_replies_a_process_writes():
-    assert flush_interval(0.03, 1, 25, 0.25) == 0.03
-    assert flush_interval(0.03, 25, 25, 0.25) == 0.03
-    assert flush_interval(0.03, 50, 25, 0.25) == pytest.approx(0.06)
-    assert flush_interval(0.03, 100, 25, 0.25) == pytest.approx(0.12)
-    assert flush_interval(0.03, 1000, 25, 0.25) == 0.25  # never longer than the cap
+def test_the_flush_interval_stretches_only_when_the_loop_runs_late():
+    assert flush_interval(0.03, 0.0, 0.25) == 0.03  # keeping up: the base, however many replies
+    assert flush_interval(0.03, 0.02, 0.25) == pytest.approx(0.07)
+    assert flush_interval(0.03, 1.0, 0.25) == 0.25  # never longer than the cap
+
+
+def test_the_loop_delay_follows_what_it_observes_and_forgets_it():
+    delay = LoopDelay(weight=0.5)
+    delay.observe(0.1)
+    delay.observe(0.1)
+    assert delay.value == pytest.approx(0.075)
+    for _ in range(20):
+        delay.observe(-0.001)  # early or on time counts as no delay
+    assert delay.value < 0.0001
 
 
 def test_a_longer_interval_means_fewer_pieces_for_the_same_text():

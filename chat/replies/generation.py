@@ -28,7 +28,7 @@ from chat.models import Message
 from chat.nobox import ChatRequest, Completed, Delta, InvalidToken, ModelInfo, NoboxError, Usage
 from chat.replies import events
 from chat.replies.hub import Hub, get_hub
-from chat.replies.relay import Coalescer, Piece, flush_interval
+from chat.replies.relay import Coalescer, LoopDelay, Piece, flush_interval
 from chat.replies.turns import Turn
 from chat.shutdown import on_shutdown
 from chat.upstream import explain, model_info, nobox_client
@@ -37,6 +37,10 @@ from chat.usage import record_reply as record_usage
 log = logging.getLogger(__name__)
 
 Status = Message.Status
+
+# How late this process's event loop runs the generations' flush timers: the coalescing interval
+# grows with it (relay.flush_interval).
+loop_delay = LoopDelay()
 
 # Strong references to this process's running generations: asyncio keeps only weak ones.
 _running: dict[str, asyncio.Task[None]] = {}
@@ -121,6 +125,7 @@ class Generation:
         self.versions = versions or []
         self.text = Coalescer(settings.REPLY_FLUSH_INTERVAL)
         self._timer: asyncio.TimerHandle | None = None
+        self._due = 0.0  # when the timer was meant to run
         self._stream_task: asyncio.Task[Outcome] | None = None
         self._stopped = False
 
@@ -213,19 +218,22 @@ class Generation:
     def _add(self, text: str) -> bool:
         """Take upstream text; True when a piece went out at once."""
         self.text.interval = flush_interval(
-            settings.REPLY_FLUSH_INTERVAL,
-            len(_running),
-            settings.REPLY_FLUSH_STREAMS,
-            settings.REPLY_FLUSH_LONGEST,
+            settings.REPLY_FLUSH_INTERVAL, loop_delay.value, settings.REPLY_FLUSH_LONGEST
         )
-        piece = self.text.add(text, time.monotonic())
+        now = time.monotonic()
+        piece = self.text.add(text, now)
         if piece is not None:
             self._publish(piece)
             return True
         if self._timer is None:
-            delay = self.text.flush_delay(time.monotonic())
-            self._timer = asyncio.get_running_loop().call_later(max(delay, 0), self._flush)
+            delay = max(self.text.flush_delay(now), 0)
+            self._due = now + delay
+            self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
         return False
+
+    def _on_timer(self) -> None:
+        loop_delay.observe(time.monotonic() - self._due)  # how late it ran: the loop's delay
+        self._flush()
 
     def _flush(self) -> None:
         self._timer = None

@@ -83,17 +83,30 @@ class Coalescer:
         return piece
 
 
-def flush_interval(base: float, running: int, streams_per_base: int, longest: float) -> float:
-    """The coalescing interval for a process writing `running` replies: `base` up to
-    `streams_per_base` of them, then growing with their number, up to `longest`.
+class LoopDelay:
+    """How late the event loop runs timers, smoothed (an exponentially weighted mean of the
+    lateness observed): 0 on a process that keeps up, tens of milliseconds on one that does
+    not."""
 
-    Every frame costs the same on its way out (JSON, the WebSocket framing, a write per socket),
-    so a busy process that sends fewer, larger frames keeps up where one that sends every token
-    falls behind: a piece every 100 ms still reads as streaming, a backlog of seconds does not.
+    def __init__(self, weight: float = 0.1) -> None:
+        self.weight = weight
+        self.value = 0.0
+
+    def observe(self, late: float) -> None:
+        self.value += self.weight * (max(late, 0.0) - self.value)
+
+
+def flush_interval(base: float, loop_delay: float, longest: float) -> float:
+    """The coalescing interval: `base` while the process keeps up, longer by twice its loop
+    delay when it does not, up to `longest`.
+
+    Every frame costs the same on its way out (JSON, the WebSocket framing, a write per
+    socket), so a process that falls behind sends fewer, larger frames and catches up, where
+    one that kept sending every piece would fall further behind: a piece every 100 ms still
+    reads as streaming, a backlog of seconds does not. A process that keeps up pays nothing:
+    its pieces go at `base`, whatever the number of replies.
     """
-    if running <= streams_per_base:
-        return base
-    return min(longest, base * running / streams_per_base)
+    return min(longest, base + 2 * loop_delay)
 
 
 @dataclass(frozen=True)
