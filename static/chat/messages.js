@@ -2,7 +2,7 @@
 // rendered once; a streaming reply re-renders at most once per animation frame, touching only its
 // own body, so the cost of a delta does not grow with the conversation.
 import { t } from "./i18n.js";
-import { mayHoldMath, onMathReady, renderMarkdown, StreamingMarkdown } from "./render.js";
+import { mayUseLateRenderers, onRenderersLoaded, renderMarkdown, StreamingMarkdown } from "./render.js";
 
 const STATUS_LABELS = {
   stopped: t("stopped"),
@@ -199,13 +199,15 @@ export class MessageList {
       const text = form.elements.text.value;
       if (text.trim()) this.onAction?.("edit", form.closest(".message").dataset.id, text);
     });
-    onMathReady(() => this.renderMathAgain());
+    onRenderersLoaded(() => this.renderAgain());
   }
 
-  /** Math was shown as TeX until KaTeX loaded: render the replies that may hold some again. */
-  renderMathAgain() {
+  /** Code showed plain and math as TeX until highlight.js or KaTeX loaded: render the replies
+   * that may hold some again. */
+  renderAgain() {
     for (const record of this.ordered) {
-      if (record.data.role !== "assistant" || record.plain || !mayHoldMath(record.text)) continue;
+      const { role } = record.data;
+      if (role !== "assistant" || record.plain || !mayUseLateRenderers(record.text)) continue;
       if (record.stream) {
         record.needsReset = true;
         this.schedule(record);

@@ -3,7 +3,6 @@
 // script, no remote images) backs this up.
 import { Marked } from "../vendor/marked/marked.esm.js";
 import DOMPurify from "../vendor/dompurify/purify.es.mjs";
-import hljs from "../vendor/highlight/es/highlight.min.js";
 import { t } from "./i18n.js";
 
 // Re-highlighting a growing code block every frame costs time proportional to the block, so a
@@ -26,45 +25,63 @@ function escapeHtml(text) {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
+// --- renderers loaded when first needed -----------------------------------------------------------
+// highlight.js (43 kB compressed) and KaTeX (150 kB) are loaded the first time a message holds
+// code or math, not with the page: until then code shows plain and TeX as code, and
+// `onRenderersLoaded` lets the page render those messages again.
+
+const loadedCallbacks = [];
+
+/** Load a module once (`slot.promise`), then tell the page; a failed load (offline, a deploy)
+ * is tried again the next time it is needed. `load` calls import() with a literal path, which
+ * collectstatic rewrites to the file's hashed name (chat/static_storage.py). */
+function loadOnce(slot, load, take) {
+  slot.promise ??= load().then((module) => {
+    take(module.default);
+    for (const callback of loadedCallbacks) callback();
+  }, () => {
+    slot.promise = null;
+  });
+}
+
+/** Call `callback` each time highlight.js or KaTeX has loaded, to render messages again. */
+export function onRenderersLoaded(callback) {
+  loadedCallbacks.push(callback);
+}
+
+/** Whether `text` may render differently once they have loaded (cheap: it only decides whether
+ * to render a message again): it may hold math or a fenced code block. */
+export function mayUseLateRenderers(text) {
+  return /\$|\\\(|\\\[|```|~~~/.test(text);
+}
+
+let hljs = null;
+const hljsSlot = { promise: null };
+
 function languageOf(lang) {
   const name = (lang || "").trim().split(/\s+/)[0].toLowerCase();
-  return name && hljs.getLanguage(name) ? name : "";
+  if (!name) return "";
+  if (!hljs) {
+    loadOnce(hljsSlot, () => import("../vendor/highlight/es/highlight.min.js"),
+             (module) => { hljs = module; });
+    return "";
+  }
+  return hljs.getLanguage(name) ? name : "";
 }
 
 // --- math -----------------------------------------------------------------------------------------
 // TeX between $…$ / \(…\) (inline) or $$…$$ / \[…\] (display) becomes MathML, drawn by the
 // browser itself (no fonts or stylesheet to ship). The math is taken out by marked extensions,
 // so markdown never sees it (it would eat its backslashes and underscores) and code spans and
-// blocks keep their dollars. KaTeX (150 kB compressed) is loaded the first time a message holds
-// math; until then the TeX shows as code, and `onMathReady` lets the page render it again.
+// blocks keep their dollars.
 
 const MATH_LIMITS = { maxSize: 50, maxExpand: 500 }; // bounds what one formula may cost
 let katex = null;
-let katexLoading = null;
-const mathReadyCallbacks = [];
-
-function loadKatex() {
-  katexLoading ??= import("../vendor/katex/katex.mjs").then((module) => {
-    katex = module.default;
-    for (const callback of mathReadyCallbacks) callback();
-  }, () => {
-    katexLoading = null; // a failed load (offline, a deploy) is tried again with the next math
-  });
-}
-
-/** Call `callback` once KaTeX has loaded, to render again what was shown as TeX. */
-export function onMathReady(callback) {
-  mathReadyCallbacks.push(callback);
-}
-
-/** Whether `text` may hold math (cheap: only decides whether to render again). */
-export function mayHoldMath(text) {
-  return /\$|\\\(|\\\[/.test(text);
-}
+const katexSlot = { promise: null };
 
 function renderMath(tex, display) {
   if (!katex) {
-    loadKatex();
+    loadOnce(katexSlot, () => import("../vendor/katex/katex.mjs"), (module) => { katex = module; });
     const source = display ? `$$${tex}$$` : `$${tex}$`;
     return `<code data-math="pending">${escapeHtml(source)}</code>`;
   }
