@@ -216,7 +216,8 @@ VENDOR_FILES = {
     # Named by marked.esm.js (sourceMappingURL): the hashing storage needs it to exist.
     "vendor/marked/marked.esm.js.map": "marked/lib/marked.esm.js.map",
     "vendor/dompurify/purify.es.mjs": "dompurify/dist/purify.es.mjs",
-    "vendor/highlight/es/highlight.min.js": "@highlightjs/cdn-assets/es/highlight.min.js",
+    # highlight.js's core; its grammars are added below (static/chat/highlight.js loads them).
+    "vendor/highlight/es/core.min.js": "@highlightjs/cdn-assets/es/core.min.js",
     "vendor/highlight/styles/github.min.css": "@highlightjs/cdn-assets/styles/github.min.css",
     "vendor/highlight/styles/github-dark.min.css": (
         "@highlightjs/cdn-assets/styles/github-dark.min.css"
@@ -226,6 +227,48 @@ VENDOR_FILES = {
     "vendor/chart.js/chart.umd.min.js.map": "chart.js/dist/chart.umd.min.js.map",
     # TeX to MathML, loaded by render.js only once a message holds math (150 kB compressed).
     "vendor/katex/katex.mjs": "katex/dist/katex.mjs",
+}
+# The languages static/chat/highlight.js highlights (tests/test_static.py checks they agree).
+HIGHLIGHT_GRAMMARS = [
+    "bash",
+    "c",
+    "cpp",
+    "csharp",
+    "css",
+    "diff",
+    "go",
+    "graphql",
+    "ini",
+    "java",
+    "javascript",
+    "json",
+    "kotlin",
+    "less",
+    "lua",
+    "makefile",
+    "markdown",
+    "objectivec",
+    "perl",
+    "php",
+    "python",
+    "r",
+    "ruby",
+    "rust",
+    "scss",
+    "shell",
+    "sql",
+    "swift",
+    "typescript",
+    "vbnet",
+    "wasm",
+    "xml",
+    "yaml",
+]
+VENDOR_FILES |= {
+    f"vendor/highlight/es/languages/{name}.min.js": (
+        f"@highlightjs/cdn-assets/es/languages/{name}.min.js"
+    )
+    for name in HIGHLIGHT_GRAMMARS
 }
 STATICFILES_FINDERS = [
     "django.contrib.staticfiles.finders.FileSystemFinder",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management import call_command
 from django.test import override_settings
 
@@ -27,9 +28,9 @@ def test_every_module_import_names_a_hashed_file(tmp_path):
     out = collect(tmp_path)
     [chat] = out.glob("chat/chat.*.js")
     [render] = out.glob("chat/render.*.js")
-    imports = re.findall(
-        r'from\s*"([^"]+)"|import\("([^"]+)"\)', chat.read_text() + render.read_text()
-    )
+    [highlight] = out.glob("chat/highlight.*.js")
+    sources = chat.read_text() + render.read_text() + highlight.read_text()
+    imports = re.findall(r'from\s*"([^"]+)"|import\("([^"]+)"\)', sources)
     imports = [static or dynamic for static, dynamic in imports]
     assert any("katex" in name for name in imports), "the lazy KaTeX import was not found"
     assert any("highlight" in name for name in imports), "the lazy highlight.js import is missing"
@@ -46,17 +47,30 @@ def test_only_the_npm_files_pages_use_are_collected(tmp_path):
         for p in (out / "vendor").rglob("*")
         if p.is_file() and not re.search(r"\.[0-9a-f]{12}\.", p.name) and p.suffix != ".gz"
     )
-    assert vendor == [
-        "chart.js/chart.umd.min.js",
-        "chart.js/chart.umd.min.js.map",
-        "dompurify/purify.es.mjs",
-        "highlight/es/highlight.min.js",
-        "highlight/styles/github-dark.min.css",
-        "highlight/styles/github.min.css",
-        "katex/katex.mjs",
-        "marked/marked.esm.js",
-        "marked/marked.esm.js.map",
-    ]
+    grammars = [f"highlight/es/languages/{name}.min.js" for name in settings.HIGHLIGHT_GRAMMARS]
+    assert vendor == sorted(
+        [
+            "chart.js/chart.umd.min.js",
+            "chart.js/chart.umd.min.js.map",
+            "dompurify/purify.es.mjs",
+            "highlight/es/core.min.js",
+            *grammars,
+            "highlight/styles/github-dark.min.css",
+            "highlight/styles/github.min.css",
+            "katex/katex.mjs",
+            "marked/marked.esm.js",
+            "marked/marked.esm.js.map",
+        ]
+    )
+
+
+def test_highlight_js_loads_exactly_the_grammars_that_are_collected():
+    module = (ROOT / "static/chat/highlight.js").read_text()
+    imported = re.findall(
+        r'import\("\.\./vendor/highlight/es/languages/([\w-]+)\.min\.js"\)', module
+    )
+    keys = re.findall(r"^  ([\w-]+): \(\) => import", module, re.MULTILINE)
+    assert imported == keys == sorted(settings.HIGHLIGHT_GRAMMARS)
 
 
 STATIC_IMPORT = re.compile(
@@ -92,5 +106,5 @@ def test_the_chat_page_preloads_every_module_chat_js_imports():
     graph = static_import_graph(ROOT / "static/chat/chat.js")
     assert "vendor/marked/marked.esm.js" in graph
     # highlight.js and KaTeX are imported when a message first needs them (render.js).
-    assert not any("highlight" in name or "katex" in name for name in graph)
+    assert not any(name.startswith(("vendor/highlight", "vendor/katex")) for name in graph)
     assert preloaded == graph

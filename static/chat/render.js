@@ -3,6 +3,7 @@
 // script, no remote images) backs this up.
 import { Marked } from "../vendor/marked/marked.esm.js";
 import DOMPurify from "../vendor/dompurify/purify.es.mjs";
+import { grammarName, highlighterFor } from "./highlight.js";
 import { t } from "./i18n.js";
 
 // Re-highlighting a growing code block every frame costs time proportional to the block, so a
@@ -26,11 +27,16 @@ function escapeHtml(text) {
 }
 
 // --- renderers loaded when first needed -----------------------------------------------------------
-// highlight.js (43 kB compressed) and KaTeX (150 kB) are loaded the first time a message holds
-// code or math, not with the page: until then code shows plain and TeX as code, and
-// `onRenderersLoaded` lets the page render those messages again.
+// highlight.js (its core and each language's grammar, highlight.js) and KaTeX (150 kB
+// compressed) are loaded the first time a message holds code or math, not with the page: until
+// then code shows plain and TeX as code, and `onRenderersLoaded` lets the page render those
+// messages again.
 
 const loadedCallbacks = [];
+
+function renderersLoaded() {
+  for (const callback of loadedCallbacks) callback();
+}
 
 /** Load a module once (`slot.promise`), then tell the page; a failed load (offline, a deploy)
  * is tried again the next time it is needed. `load` calls import() with a literal path, which
@@ -38,7 +44,7 @@ const loadedCallbacks = [];
 function loadOnce(slot, load, take) {
   slot.promise ??= load().then((module) => {
     take(module.default);
-    for (const callback of loadedCallbacks) callback();
+    renderersLoaded();
   }, () => {
     slot.promise = null;
   });
@@ -55,19 +61,6 @@ export function mayUseLateRenderers(text) {
   return /\$|\\\(|\\\[|```|~~~/.test(text);
 }
 
-let hljs = null;
-const hljsSlot = { promise: null };
-
-function languageOf(lang) {
-  const name = (lang || "").trim().split(/\s+/)[0].toLowerCase();
-  if (!name) return "";
-  if (!hljs) {
-    loadOnce(hljsSlot, () => import("../vendor/highlight/es/highlight.min.js"),
-             (module) => { hljs = module; });
-    return "";
-  }
-  return hljs.getLanguage(name) ? name : "";
-}
 
 // --- math -----------------------------------------------------------------------------------------
 // TeX between $…$ / \(…\) (inline) or $$…$$ / \[…\] (display) becomes MathML, drawn by the
@@ -138,8 +131,11 @@ function makeMarked(highlightLimit) {
     renderer: {
       code({ text, lang }) {
         const label = (lang || "").trim().split(/\s+/)[0];
-        const language = languageOf(label);
-        const body = language && text.length <= highlightLimit
+        const language = grammarName(label);
+        const hljs = language && text.length <= highlightLimit
+          ? highlighterFor(language, renderersLoaded)
+          : null;
+        const body = hljs
           ? hljs.highlight(text, { language, ignoreIllegals: true }).value
           : escapeHtml(text);
         const cls = language ? `hljs language-${escapeHtml(language)}` : "hljs";
