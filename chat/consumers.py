@@ -81,7 +81,9 @@ class ChatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await self.close(code=events.CLOSE_TOO_MANY_SOCKETS)
             return
         self.frame_budget = TokenBucket(settings.WS_FRAMES_PER_SECOND, settings.WS_FRAME_BURST)
-        self._checked_at: float | None = None
+        # The handshake just checked the session (AuthMiddleware loaded the user from it and
+        # verified its hash): the first frame need not ask the database again.
+        self._checked_at: float | None = time.monotonic()
         await self.accept()
         self.feed.queue_frame(events.hello_frame())
         ensure_sweeper()

@@ -436,9 +436,10 @@ async def test_an_anonymous_socket_is_closed(db):
     }
 
 
-async def test_a_deactivated_user_is_closed_at_the_next_frame(alice):
+async def test_a_deactivated_user_is_closed_at_the_next_frame(alice, settings):
     from chat.models import User
 
+    settings.SESSION_RECHECK = 0  # the handshake's check counts for 30 s: every frame checks
     ws = await connect(alice)
     # A bulk update sends no signal, so nothing closes the socket at once: only the check made
     # at each frame can.
@@ -447,6 +448,26 @@ async def test_a_deactivated_user_is_closed_at_the_next_frame(alice):
     await ws.send_json_to({"type": "ping"})
     output = await ws.receive_output(timeout=5)
     assert output == {"type": "websocket.close", "code": 4403}
+
+
+async def test_the_handshake_counts_as_the_first_session_check(alice, monkeypatch):
+    # Every tab's first frame is a send or a subscribe: it must not wait on a session lookup the
+    # handshake has just made.
+    import chat.consumers
+
+    checks: list[int] = []
+    real = chat.consumers.signed_out_code
+
+    async def counted(user_pk: int, session_key: str | None) -> int | None:
+        checks.append(user_pk)
+        return await real(user_pk, session_key)
+
+    monkeypatch.setattr(chat.consumers, "signed_out_code", counted)
+    ws = await connect(alice)
+    await ws.send_json_to({"type": "ping"})
+    assert await ws.receive_json_from(timeout=5) == {"type": "pong"}
+    assert checks == []
+    await ws.disconnect()
 
 
 async def test_the_socket_refuses_a_foreign_origin(alice):
