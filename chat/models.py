@@ -321,7 +321,8 @@ class MessageQuerySet(models.QuerySet["Message"]):
         on status: if a sweep misjudged a slow process as dead, the truth wins."""
         now = timezone.now()
         self.filter(pk=pk).update(**ending, finished_at=now, heartbeat_at=now)
-        reply = self.select_related("conversation").get(pk=pk)
+        # With the owner: the reply's usage record names them (chat.usage.record_reply).
+        reply = self.select_related("conversation__owner").get(pk=pk)
         Conversation.objects.filter(pk=reply.conversation_id).update(updated_at=now)
         return reply
 

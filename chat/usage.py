@@ -45,29 +45,54 @@ def record_reply(reply: Message, reported: Usage | None, model: ModelInfo | None
     consumed = consumed_by(reply, reported)
     pricing, price = _price_for(reply, model)
     conversation = reply.conversation
-    record, _ = UsageRecord.objects.update_or_create(
+    record = UsageRecord(
         message=reply,
-        defaults={
-            "user_id": conversation.owner_id,
-            "user_name": _username(conversation.owner_id),
-            "conversation": conversation,
-            "kind": UsageRecord.Kind.REPLY,
-            "model": reply.model,
-            "token_source": reply.token_source,
-            "prompt_tokens": consumed.usage.prompt_tokens,
-            "completion_tokens": consumed.usage.completion_tokens,
-            "total_tokens": consumed.usage.total_tokens,
-            "estimated": consumed.estimated,
-            "pricing": pricing,
-            "prompt_price": price.prompt,
-            "completion_price": price.completion,
-            "cost": cost_of(price, consumed.usage),
-            "status": reply.status,
-            "started_at": reply.created_at,
-            "finished_at": reply.finished_at or reply.created_at,
-        },
+        user_id=conversation.owner_id,
+        user_name=conversation.owner.get_username(),
+        conversation=conversation,
+        kind=UsageRecord.Kind.REPLY,
+        model=reply.model,
+        token_source=reply.token_source,
+        prompt_tokens=consumed.usage.prompt_tokens,
+        completion_tokens=consumed.usage.completion_tokens,
+        total_tokens=consumed.usage.total_tokens,
+        estimated=consumed.estimated,
+        pricing=pricing,
+        prompt_price=price.prompt,
+        completion_price=price.completion,
+        cost=cost_of(price, consumed.usage),
+        status=reply.status,
+        started_at=reply.created_at,
+        finished_at=reply.finished_at or reply.created_at,
+    )
+    # One statement (INSERT ... ON CONFLICT DO UPDATE) where update_or_create took a savepoint,
+    # a locking read and a write: this runs at the end of every reply.
+    UsageRecord.objects.bulk_create(
+        [record], update_conflicts=True, unique_fields=["message"], update_fields=RECORD_FIELDS
     )
     return record
+
+
+# What a later record of the same reply replaces (a final write after the sweep's estimate).
+RECORD_FIELDS = [
+    "user",
+    "user_name",
+    "conversation",
+    "kind",
+    "model",
+    "token_source",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "estimated",
+    "pricing",
+    "prompt_price",
+    "completion_price",
+    "cost",
+    "status",
+    "started_at",
+    "finished_at",
+]
 
 
 def record_call(

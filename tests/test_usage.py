@@ -189,3 +189,25 @@ async def test_deleting_a_conversation_keeps_its_usage(alice, alice_token, nobox
     [record] = await records()
     assert (record.conversation_id, record.message_id) == (None, None)
     assert record.cost and record.cost > 0 and record.user_id == alice.pk
+
+
+def test_a_replys_final_write_is_four_statements_with_its_usage(alice):
+    # It runs at the end of every reply, for hundreds of replies at once under load: the reply,
+    # its conversation's clock and its usage record (an upsert), and nothing else.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    reply = streaming_reply.__wrapped__(alice, "partial")  # the sync function, in this thread
+    outcome = generation.Outcome(Message.Status.COMPLETE, usage=Usage(3, 4, 7))
+    pricing = {"prompt": "0.0000025", "completion": "0.00001"}
+    model = ModelInfo("openai/gpt-4o", None, "GPT-4o", pricing, Price.parse(pricing))
+    with CaptureQueriesContext(connection) as queries:
+        generation._finish.__wrapped__(reply.pk, "the whole text", outcome, model)
+    statements = [
+        q["sql"].split()[0]
+        for q in queries
+        if not q["sql"].startswith(("BEGIN", "SAVEPOINT", "RELEASE", "COMMIT"))
+    ]
+    assert statements == ["UPDATE", "SELECT", "UPDATE", "INSERT"], queries.captured_queries
+    record = UsageRecord.objects.get(message=reply)
+    assert (record.user_name, record.total_tokens, record.status) == (alice.username, 7, "complete")

@@ -50,7 +50,7 @@ def mark_interrupted(candidates: list[int]) -> list[Message]:
                 .filter(pk=pk)
                 .update(**ORPHANED, finished_at=timezone.now())
             ):
-                reply = Message.objects.select_related("conversation").get(pk=pk)
+                reply = Message.objects.select_related("conversation__owner").get(pk=pk)
                 # What it consumed, estimated from its last checkpoint (its process took
                 # Nobox's count with it); a late final write of the same reply corrects it.
                 record_usage(reply, None, None)
