@@ -197,12 +197,13 @@ def test_a_replys_final_write_is_four_statements_with_its_usage(alice):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    reply = streaming_reply.__wrapped__(alice, "partial")  # the sync function, in this thread
+    # The plain functions behind in_db_pool, run in this thread, where the queries are counted.
+    reply = streaming_reply.__wrapped__(alice, "partial")  # type: ignore[attr-defined]
     outcome = generation.Outcome(Message.Status.COMPLETE, usage=Usage(3, 4, 7))
     pricing = {"prompt": "0.0000025", "completion": "0.00001"}
     model = ModelInfo("openai/gpt-4o", None, "GPT-4o", pricing, Price.parse(pricing))
     with CaptureQueriesContext(connection) as queries:
-        generation._finish.__wrapped__(reply.pk, "the whole text", outcome, model)
+        generation._finish.__wrapped__(reply.pk, "the whole text", outcome, model)  # type: ignore[attr-defined]
     statements = [
         q["sql"].split()[0]
         for q in queries
