@@ -292,3 +292,43 @@ async def test_the_socket_limit_counts_a_users_sockets_in_every_process(
         await first.close()
         third = await ChatClient.open("third, after one closed", url2, cookies2)
         await asyncio.gather(second.close(), third.close())
+
+
+async def test_versions_travel_between_processes_and_a_twin_regenerate_calls_nobox_once(
+    stack: Stack, clients: OpenPair
+) -> None:
+    """Branches on two processes: a regenerate sent to both at once makes one reply and one
+    upstream call; the other process's tab follows it live, then follows a switch back."""
+    a, b = await clients()
+    conversation = await a.new_conversation()
+    await b.subscribe(conversation)
+    first_reply = next(f for f in a.frames if f["type"] == "ack")["messages"][1]
+    client_id = uuid.uuid4().hex
+    frame = {
+        "type": "regenerate",
+        "client_id": client_id,
+        "conversation": conversation,
+        "reply": first_reply["id"],
+    }
+    calls_before = await upstream_calls(stack)
+    await asyncio.gather(a.send(frame), b.send(frame))
+    ack_a = await a.expect("ack", client_id=client_id)
+    ack_b = await b.expect("ack", client_id=client_id)
+
+    assert sorted([ack_a["duplicate"], ack_b["duplicate"]]) == [False, True]
+    [new_a], [new_b] = ack_a["messages"], ack_b["messages"]
+    assert new_a["id"] == new_b["id"] and new_a["versions"] == [first_reply["id"], new_a["id"]]
+    assert ack_a["base"] == ack_b["base"] == first_reply["seq"] - 1
+    done_a, done_b = await a.done(new_a["id"]), await b.done(new_a["id"])
+    assert done_a == done_b and done_a["status"] == "complete"
+    assert await upstream_calls(stack) == calls_before + 1
+    stored = await count(stack, "SELECT count(*) FROM chat_message WHERE client_id = %s", client_id)
+    assert stored == 1
+
+    # A switch on process 2 reaches process 1's tab through Redis: history from the fork.
+    start = len(a.frames)
+    await b.send({"type": "switch", "conversation": conversation, "message": first_reply["id"]})
+    history = await a.expect("history", conversation=conversation, start=start)
+    assert history["base"] == first_reply["seq"] - 1
+    assert [m["id"] for m in history["messages"]] == [first_reply["id"]]
+    assert_no_problems(a, b)
