@@ -162,17 +162,17 @@ class TeamUserAdmin(UserAdmin):  # type: ignore[type-arg]
     # cost this month) before Django's groups and permissions, which fold away.
     fieldsets = (
         (None, {"fields": ("username", "password")}),
-        ("Personal info", {"fields": ("first_name", "last_name", "email")}),
+        (gettext_lazy("Personal info"), {"fields": ("first_name", "last_name", "email")}),
         (
-            "Nobox access",
+            gettext_lazy("Nobox access"),
             {"fields": ("may_use_team_token", "token_summary", "monthly_limit", "this_month")},
         ),
-        ("Status", {"fields": ("is_active", "is_staff", "is_superuser")}),
+        (gettext_lazy("Status"), {"fields": ("is_active", "is_staff", "is_superuser")}),
         (
-            "Groups and permissions",
+            gettext_lazy("Groups and permissions"),
             {"classes": ("collapse",), "fields": ("groups", "user_permissions")},
         ),
-        ("Important dates", {"fields": ("last_login", "date_joined")}),
+        (gettext_lazy("Important dates"), {"fields": ("last_login", "date_joined")}),
     )
     # The dates are facts, not settings; Django's split date/time inputs for them also lack
     # labels (axe: critical).
@@ -203,7 +203,7 @@ class TeamUserAdmin(UserAdmin):  # type: ignore[type-arg]
     @admin.display(description=gettext_lazy("Own token"))
     def own_token(self, user: User) -> str:
         record = _own_token(user)
-        return f"…{record.last4} {record.state}" if record else "none"
+        return f"…{record.last4} {record.state}" if record else _("none")
 
     @admin.display(
         description=gettext_lazy("Team token"), boolean=True, ordering="may_use_team_token"
@@ -217,24 +217,31 @@ class TeamUserAdmin(UserAdmin):  # type: ignore[type-arg]
         budget = budgets.from_annotations(user)
         spent = usage_report.usd(budget.spent)
         if budget.limit is None:
-            return f"{spent} (no limit)"
-        return f"{spent} of ${budget.limit:.2f} ({budget.state})"
+            return _("%(spent)s (no limit)") % {"spent": spent}
+        return _("%(spent)s of %(limit)s (%(state)s)") % {
+            "spent": spent,
+            "limit": f"${budget.limit:.2f}",
+            "state": budget.state,
+        }
 
-    @admin.display(description="Nobox token")
+    @admin.display(description=gettext_lazy("Nobox token"))
     def token_summary(self, user: User) -> str:
         """The user's own token and what their sends use now, for the change form."""
         record = _own_token(user)
-        rows = [("Own token", _token_text(record))]
+        rows = [(_("Own token"), _token_text(record))]
         if record is not None:
-            rows += [("Last verified", _verified_text(record)), ("Set by", _set_by_text(user))]
-        rows.append(("Sends use", _sends_use(user)))
+            rows += [
+                (_("Last verified"), _verified_text(record)),
+                (_("Set by"), _set_by_text(user)),
+            ]
+        rows.append((_("Sends use"), _sends_use(user)))
         items = format_html_join("", "<li><strong>{}:</strong> {}</li>", rows)
         link = (
             reverse("admin:chat_noboxtoken_change", args=[record.pk])
             if record
             else reverse("admin:chat_noboxtoken_add") + f"?user={user.pk}"
         )
-        action = "Verify, revoke or replace it" if record else "Set a token for this user"
+        action = _("Verify, revoke or replace it") if record else _("Set a token for this user")
         return format_html(
             '<ul class="token-summary">{}</ul><a href="{}">{}</a>', items, link, action
         )
@@ -346,7 +353,7 @@ def _own_token(user: User) -> NoboxToken | None:
 
 
 def _token_text(record: NoboxToken | None) -> str:
-    return f"…{record.last4} ({record.state})" if record else "none set"
+    return f"…{record.last4} ({record.state})" if record else _("none set")
 
 
 def _when(moment: datetime) -> str:
@@ -355,8 +362,12 @@ def _when(moment: datetime) -> str:
 
 def _verified_text(record: NoboxToken) -> str:
     if record.last_verified_at is None:
-        return "never"
-    outcome = "ok" if record.last_verify_ok else f"failed: {record.last_verify_error}"
+        return _("never")
+    outcome = (
+        _("ok")
+        if record.last_verify_ok
+        else _("failed: %(error)s") % {"error": record.last_verify_error}
+    )
     return f"{_when(record.last_verified_at)} ({outcome})"
 
 
@@ -366,19 +377,21 @@ def _set_by_text(user: User) -> str:
     event = AuditEvent.objects.filter(
         target_user=user, action__in=(Action.TOKEN_SET, Action.TOKEN_REPLACED)
     ).first()
-    return f"{event.actor_name or 'unknown'}, {_when(event.created_at)}" if event else "unknown"
+    if event is None:
+        return _("unknown")
+    return f"{event.actor_name or _('unknown')}, {_when(event.created_at)}"
 
 
 def _sends_use(user: User) -> str:
     try:
         source = tokens.resolve(user).source
     except tokens.TokenProblem as problem:
-        return f"nothing; they are told: {problem.message}"
-    return "their own token" if source == "own" else "the team token"
+        return _("nothing; they are told: %(message)s") % {"message": problem.message}
+    return _("their own token") if source == "own" else _("the team token")
 
 
 def _limit_text(limit: Decimal | None) -> str:
-    return "team default" if limit is None else f"${limit:.2f}"
+    return _("team default") if limit is None else f"${limit:.2f}"
 
 
 @admin.register(TeamBudget)
