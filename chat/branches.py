@@ -45,6 +45,10 @@ class Tree:
         path.reverse()
         return path
 
+    def seq_of(self, public_id: str) -> int | None:
+        """The seq of the message `public_id`, None if it is not one of this conversation's."""
+        return next((seq for seq, known in self.public_id.items() if known == public_id), None)
+
     def versions(self, seq: int) -> list[str]:
         """The ids of the versions of message `seq` (it included), oldest first; [] if it has
         none but itself."""

@@ -274,12 +274,12 @@ def switch_branch(conversation_pk: int, message_id: str) -> int:
         if conversation.messages.streaming().exists():
             raise Refused(*BUSY)
         tree = branches.tree_of(conversation)
-        seq = conversation.messages.filter(public_id=message_id).values_list("seq", flat=True)
-        if not seq:
+        seq = tree.seq_of(message_id)
+        if seq is None:
             raise Refused(*NO_MESSAGE)
-        conversation.leaf_seq = tree.newest_leaf_under(seq[0])
+        conversation.leaf_seq = tree.newest_leaf_under(seq)
         conversation.save(update_fields=["leaf_seq"])
-        return tree.parent[seq[0]] or 0
+        return tree.parent[seq] or 0
 
 
 @in_db_pool

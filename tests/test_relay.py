@@ -240,3 +240,27 @@ def test_a_longer_interval_means_fewer_pieces_for_the_same_text():
         return count + (coalescer.flush(2.0) is not None)
 
     assert pieces(0.12) < pieces(0.06) < pieces(0.03)
+
+
+async def test_a_generation_whose_timer_runs_late_waits_longer_for_its_next_piece(monkeypatch):
+    import asyncio
+    import time
+
+    from chat.replies import generation
+
+    monkeypatch.setattr(generation, "loop_delay", LoopDelay())
+    published: list[str] = []
+
+    class Hub:
+        def publish(self, conversation: str, event: dict[str, str]) -> None:
+            published.append(event["text"])
+
+    reply = generation.Generation(Hub(), 1, "reply", "conversation")  # type: ignore[arg-type]
+    base = reply.text.interval
+    reply._add("first ")  # goes out at once
+    reply._add("second ")  # waits for the timer
+    time.sleep(0.1)  # the loop is busy: the timer will run about 70 ms late
+    await asyncio.sleep(0.01)
+    assert published == ["first ", "second "]
+    assert generation.loop_delay.value > 0.005
+    assert reply.text.interval > base

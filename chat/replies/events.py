@@ -21,7 +21,7 @@ Two families:
 
 from __future__ import annotations
 
-from typing import Literal, TypedDict
+from typing import Literal, TypedDict, final
 
 from chat.models import WireMessage
 
@@ -65,6 +65,11 @@ def share_policy_channel() -> str:
 # --- bus events ----------------------------------------------------------------------------------
 
 
+# The conversation events are @final (no other keys): `"reply" in event` then tells the events
+# about one reply from those about the conversation (Hub._note), and the type checker follows.
+
+
+@final
 class StartedEvent(TypedDict):
     type: Literal["started"]
     conversation: str
@@ -72,6 +77,7 @@ class StartedEvent(TypedDict):
     messages: list[WireMessage]
 
 
+@final
 class DeltaEvent(TypedDict):
     type: Literal["delta"]
     reply: str
@@ -79,18 +85,21 @@ class DeltaEvent(TypedDict):
     text: str
 
 
+@final
 class SnapshotEvent(TypedDict):
     type: Literal["snapshot"]
     reply: str
     text: str
 
 
+@final
 class DoneEvent(TypedDict):
     type: Literal["done"]
     reply: str
     message: WireMessage
 
 
+@final
 class TitleEvent(TypedDict):
     """The conversation was named (chat.titles): also the frame its sockets get."""
 
@@ -99,6 +108,7 @@ class TitleEvent(TypedDict):
     title: str
 
 
+@final
 class BranchEvent(TypedDict):
     """The person switched the conversation to another branch at message `base` (the last one
     the old and the new branch share): each socket reloads from there."""

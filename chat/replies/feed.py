@@ -258,6 +258,9 @@ class Feed:
 def _messages_since(conversation_id: str, after_seq: int) -> tuple[int, list[WireMessage]]:
     """(base, the visible branch after it): base is `after_seq` when it is on the visible branch
     (a streaming reply always is), else the last message of it that `after_seq` follows."""
+    # The conversation's row is read here, after the socket started watching, though callers
+    # have just read it: a switch made in between changed its leaf, and its `branch` event
+    # reached no socket of ours yet.
     conversation = Conversation.objects.filter(public_id=conversation_id).first()
     if conversation is None:
         return after_seq, []

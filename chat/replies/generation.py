@@ -123,7 +123,11 @@ class Generation:
         self.reply_id = reply_id
         self.conversation_id = conversation_id
         self.versions = versions or []
-        self.text = Coalescer(settings.REPLY_FLUSH_INTERVAL)
+        # Read once: the lazy settings proxy costs more than the arithmetic it feeds.
+        self._interval = (settings.REPLY_FLUSH_INTERVAL, settings.REPLY_FLUSH_LONGEST)
+        self.text = Coalescer(
+            flush_interval(self._interval[0], loop_delay.value, self._interval[1])
+        )
         self._timer: asyncio.TimerHandle | None = None
         self._due = 0.0  # when the timer was meant to run
         self._stream_task: asyncio.Task[Outcome] | None = None
@@ -217,9 +221,6 @@ class Generation:
 
     def _add(self, text: str) -> bool:
         """Take upstream text; True when a piece went out at once."""
-        self.text.interval = flush_interval(
-            settings.REPLY_FLUSH_INTERVAL, loop_delay.value, settings.REPLY_FLUSH_LONGEST
-        )
         now = time.monotonic()
         piece = self.text.add(text, now)
         if piece is not None:
@@ -232,7 +233,11 @@ class Generation:
         return False
 
     def _on_timer(self) -> None:
-        loop_delay.observe(time.monotonic() - self._due)  # how late it ran: the loop's delay
+        # How late the timer ran is the loop's delay; the next pieces wait accordingly (only a
+        # reply whose text comes faster than the interval arms timers, and only it needs one).
+        loop_delay.observe(time.monotonic() - self._due)
+        base, longest = self._interval
+        self.text.interval = flush_interval(base, loop_delay.value, longest)
         self._flush()
 
     def _flush(self) -> None:

@@ -242,8 +242,8 @@ class Hub:
                         event["conversation"], time.monotonic()
                     )
             return
-        if event["type"] == "title" or event["type"] == "branch":
-            return  # about the conversation, not a reply
+        if "reply" not in event:
+            return  # about the conversation (its title, its branch), not one of its replies
         reply_id = event["reply"]
         if event["type"] == "done":
             self._followed.pop(reply_id, None)
