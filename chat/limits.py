@@ -25,7 +25,10 @@ class GroupQuota:
             person.pk: budgets.from_annotations(person)
             for person in budgets.with_month(User.objects.filter(pk__in=pks))
         }
-        self.recent = {} if settings.REDIS_URL else rate_limits.sent_last_minute(pks)
+        self.pks = pks
+        # Each person's sends of the last minute in the database: read when Redis does not
+        # count them (not configured, or failing), once for the group.
+        self.recent: dict[int, int] | None = None
         self.taken: defaultdict[int, int] = defaultdict(int)
         self.reserve: Decimal = budgets.reserve_per_reply()
 
@@ -38,8 +41,14 @@ class GroupQuota:
             return False
         if in_flight >= settings.CONCURRENT_REPLIES:
             return False
-        recent = self.recent.get(user.pk, 0) + earlier
-        if not rate_limits.admits_another_send(user, client_id, recent):
+        if not rate_limits.admits_another_send(
+            user, client_id, earlier, lambda: self._sent_recently(user.pk)
+        ):
             return False
         self.taken[user.pk] += 1
         return True
+
+    def _sent_recently(self, user_pk: int) -> int:
+        if self.recent is None:
+            self.recent = rate_limits.sent_last_minute(self.pks)
+        return self.recent.get(user_pk, 0)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 
 import redis
@@ -153,12 +154,15 @@ def sent_last_minute(user_pks: list[int]) -> dict[int, int]:
     return dict(rows)
 
 
-def admits_another_send(user: User, client_id: str, recent: int) -> bool:
+def admits_another_send(
+    user: User, client_id: str, earlier: int, in_database: Callable[[], int]
+) -> bool:
     """For sends stored together: whether one more fits in the person's minute, counting it
-    (in Redis) when it does; `recent` is the database count plus the group's earlier ones."""
+    (in Redis) when it does. Without Redis, or with Redis failing, the database counts:
+    `in_database()` (the person's stored sends of the minute) plus the group's `earlier` ones."""
     if settings.REDIS_URL:
         try:
             return _redis_wait(user.pk, client_id) == 0
         except (redis.RedisError, OSError) as error:
             log.warning("send rate limit: Redis unavailable (%s); counting in the database", error)
-    return recent < settings.SEND_PER_MINUTE
+    return in_database() + earlier < settings.SEND_PER_MINUTE

@@ -75,10 +75,12 @@ def counted_in_redis(settings) -> Iterator[None]:
         client.delete(key)
 
 
-@pytest.mark.parametrize("counted_in", ["database", "redis"])
+@pytest.mark.parametrize("counted_in", ["database", "redis", "database, Redis being down"])
 def test_a_group_takes_only_the_minutes_sends_left(people, settings, counted_in, request):
     if counted_in == "redis":
         request.getfixturevalue("counted_in_redis")
+    elif counted_in == "database, Redis being down":
+        settings.REDIS_URL = "redis://127.0.0.1:9/0"  # nothing listens: every call fails
     alice, _ = people
     settings.SEND_PER_MINUTE = 3
     earlier = store_turn(alice, send("earlier"))
