@@ -95,7 +95,7 @@ def clean(text: str) -> str:
 
 @in_db_pool
 def _first_exchange(conversation_pk: int) -> FirstExchange | None:
-    conversation = Conversation.objects.filter(pk=conversation_pk).first()
+    conversation = Conversation.objects.select_related("owner").filter(pk=conversation_pk).first()
     first = list(conversation.messages.order_by("seq")[:2]) if conversation else []
     if conversation is None or len(first) < 2:
         return None

@@ -14,11 +14,12 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from django.db.models import Count, QuerySet, Sum
+from django.db.models import Count, Sum
 from django.db.models.functions import Length
 from django.utils import timezone
 
-from chat.models import Conversation, Message, User
+from chat import branches
+from chat.models import Conversation, Message
 from chat.models import Usage as UsageRecord
 from chat.nobox import ModelInfo, Price, Usage
 
@@ -116,7 +117,7 @@ def record_call(
     price = info.price if info is not None else Price(None, None)
     return UsageRecord.objects.create(
         user_id=conversation.owner_id,
-        user_name=_username(conversation.owner_id),
+        user_name=conversation.owner.get_username(),
         conversation=conversation,
         kind=kind,
         model=model,
@@ -152,8 +153,13 @@ def estimate_tokens(text: str) -> int:
 
 
 def estimate_prompt_tokens(reply: Message) -> int:
-    """The prompt the reply was asked with: system prompt and every earlier message."""
+    """The prompt the reply was asked with: the system prompt and the finished messages of its
+    branch before it (other versions were never sent; chat.replies.turns builds the same)."""
     earlier = Message.objects.filter(conversation_id=reply.conversation_id, seq__lt=reply.seq)
+    earlier = earlier.exclude(status=Message.Status.STREAMING)
+    tree = branches.load(reply.conversation)
+    if tree is not None:
+        earlier = earlier.filter(seq__in=tree.path(reply.seq))
     sums = earlier.aggregate(chars=Sum(Length("content")), messages=Count("pk"))
     attachments = sum(
         len(parts)
@@ -197,19 +203,4 @@ def _storable(pricing: Any) -> Any:
     return pricing if isinstance(pricing, dict | list | str) else None
 
 
-def _username(user_pk: int) -> str:
-    return User.objects.filter(pk=user_pk).values_list("username", flat=True).first() or ""
-
-
 # --- sums --------------------------------------------------------------------------------------
-
-
-def records_between(start: datetime, end: datetime) -> QuerySet[UsageRecord]:
-    """Records finished in [start, end)."""
-    return UsageRecord.objects.filter(finished_at__gte=start, finished_at__lt=end)
-
-
-def spent(records: QuerySet[UsageRecord]) -> Decimal:
-    """USD spent by these records; unknown prices count nothing (they are reported apart)."""
-    total = records.aggregate(total=Sum("cost"))["total"]
-    return total if total is not None else Decimal(0)

@@ -212,3 +212,16 @@ def test_a_replys_final_write_is_four_statements_with_its_usage(alice):
     assert statements == ["UPDATE", "SELECT", "UPDATE", "INSERT"], queries.captured_queries
     record = UsageRecord.objects.get(message=reply)
     assert (record.user_name, record.total_tokens, record.status) == (alice.username, 7, "complete")
+
+
+def test_an_estimate_counts_only_the_branch_the_reply_was_asked_on(alice):
+    from chat.usage import estimate_prompt_tokens
+
+    chat = Conversation.objects.create(owner=alice, title="t", next_seq=4, branched=True)
+    Message.objects.create(conversation=chat, seq=1, parent_seq=0, role="user", content="q" * 40)
+    first = {"conversation": chat, "role": "assistant", "content": "x" * 4000}
+    Message.objects.create(seq=2, parent_seq=1, **first)  # the version regenerated away
+    again = Message.objects.create(conversation=chat, seq=3, parent_seq=1, role="assistant")
+    again = Message.objects.select_related("conversation").get(pk=again.pk)
+    # The question alone: 40 characters (10 tokens) and one message's framing.
+    assert estimate_prompt_tokens(again) == 10 + 4
