@@ -56,7 +56,16 @@ def delete(user: User, public_id: str) -> Deleted:
     )
     if reply_id is not None:
         tell_from_thread(events.reply_channel(reply_id), events.stop(reply_id))
+    # Its shared links stop opening at once (ShareLink.objects.usable); their open viewers are
+    # closed now too, not at the purge that deletes the links after the undo window.
+    hashes = list(conversation.share_links.values_list("token_hash", flat=True))
+    transaction.on_commit(lambda: _close_viewers(hashes))
     return Deleted(conversation, now + undo_window(), reply_id)
+
+
+def _close_viewers(token_hashes: list[str]) -> None:
+    for token_hash in token_hashes:
+        tell_from_thread(events.share_channel(token_hash), events.share_closed())
 
 
 def restore(user: User, public_id: str) -> Conversation:

@@ -318,8 +318,14 @@ async def test_expiry_closes_an_open_viewer(alice, bob):
     assert await closed_with(viewer) == LINK_GONE
 
 
-async def test_deleting_the_conversation_closes_its_viewers(alice, bob):
+@pytest.mark.parametrize("how", ["by its owner (undo window)", "for good (purge)"])
+async def test_deleting_the_conversation_closes_its_viewers(alice, bob, how):
+    from chat import conversations
+
     conversation = await finished_conversation(alice)
     viewer = await viewer_socket(await share(conversation), bob)
-    await Conversation.objects.filter(pk=conversation.pk).adelete()
+    if how.startswith("by its owner"):
+        await in_db_pool(conversations.delete)(alice, conversation.public_id)
+    else:
+        await Conversation.objects.filter(pk=conversation.pk).adelete()
     assert await closed_with(viewer) == LINK_GONE
