@@ -4,6 +4,7 @@ socket, database and simulator."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -245,6 +246,7 @@ async def test_new_versions_and_switching_wait_for_a_running_reply(
         ({"parent": "nosuchmessage"}, "not_found"),
         ({"edit": "x", "parent": "y"}, "invalid"),
         ({"edit": "x", "attachments": [file_part("a.txt", b"hi")]}, "invalid"),
+        ({"edit": "<reply>"}, "not_found"),  # an edit names a user message
     ],
 )
 async def test_bad_places_in_the_tree_are_refused_and_store_nothing(
@@ -252,6 +254,7 @@ async def test_bad_places_in_the_tree_are_refused_and_store_nothing(
 ):
     ws = await connect(alice)
     ack, _ = await turn(ws, "hello")
+    extra = {k: ack["messages"][1]["id"] if v == "<reply>" else v for k, v in extra.items()}
     await ws.send_json_to(send_frame("more", conversation=ack["conversation"], **extra))
     [error] = [f for f in await frames_until(ws, "error") if f["type"] == "error"]
     assert error["code"] == code
@@ -271,6 +274,8 @@ async def test_another_users_messages_cannot_be_branched_from(
         frame("regenerate", conversation=bob_ack["conversation"], reply=theirs),
         frame("regenerate", conversation=ack["conversation"], reply=theirs),
         {"type": "switch", "conversation": bob_ack["conversation"], "message": theirs},
+        send_frame("x", conversation=bob_ack["conversation"], parent=theirs),
+        send_frame("x", conversation=bob_ack["conversation"], edit=ack["messages"][0]["id"]),
     ]:
         await bob_ws.send_json_to(attempt)
         [error] = [f for f in await frames_until(bob_ws, "error") if f["type"] == "error"]
@@ -340,4 +345,26 @@ async def test_following_the_last_message_shown_is_no_branch(alice, alice_token,
     await turn(ws, "two", conversation, parent=done["reply"], attachments=with_file)
     stored = await in_db_pool(Conversation.objects.get)(public_id=conversation)
     assert not stored.branched and stored.leaf_seq is None
+    await ws.disconnect()
+
+
+@sockets_and_database
+async def test_regenerating_a_reply_without_a_question_is_refused(alice, alice_token, nobox):
+    # An imported conversation may start with a reply: there is nothing to ask again.
+    from chat.conversation_export import import_json
+
+    body = {
+        "format": "noboxweb.conversation",
+        "version": 1,
+        "messages": [{"role": "assistant", "content": "Hello, I start."}],
+    }
+    imported = await in_db_pool(import_json)(alice, json.dumps(body).encode())
+    reply = await Message.objects.aget(conversation=imported)
+    ws = await connect(alice)
+    await ws.send_json_to(
+        frame("regenerate", conversation=imported.public_id, reply=reply.public_id)
+    )
+    [error] = [f for f in await frames_until(ws, "error") if f["type"] == "error"]
+    assert error["code"] == "not_found"
+    assert await in_db_pool(Message.objects.count)() == 1
     await ws.disconnect()

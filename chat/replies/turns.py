@@ -109,7 +109,10 @@ def _add(
     if req.regenerate_id:
         earlier = _message_in(conversation, req.regenerate_id, Message.Role.ASSISTANT)
         question = branches.tree_of(conversation).parent[earlier.seq] or 0
-        user_message = conversation.messages.get(seq=question)
+        # An imported file may start with a reply, or put one after another: no question.
+        user_message = conversation.messages.filter(seq=question, role=Message.Role.USER).first()
+        if user_message is None:
+            raise Refused(*NO_MESSAGE)
         reply = conversation.add_reply(user, req.client_id, token.source, question)
         return user_message, reply
     if req.edit_id:
