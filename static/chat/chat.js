@@ -249,6 +249,7 @@ sidebarToggle.addEventListener("click", () => {
 backdrop.addEventListener("click", () => setSidebar(false));
 document.addEventListener("keydown", (event) => {
   if (event.key === "Escape" && document.body.classList.contains("sidebar-open")) {
+    event.preventDefault(); // this Esc closes the sidebar; it does not stop a reply
     setSidebar(false);
     sidebarToggle.focus();
   }
@@ -469,10 +470,9 @@ function stopReply() {
 
 stopButton.addEventListener("click", stopReply);
 document.addEventListener("keydown", (event) => {
-  if (event.key !== "Escape" || event.defaultPrevented) return;
-  if (document.body.classList.contains("sidebar-open") || document.querySelector("dialog[open]")) {
-    return;
-  }
+  // Shift+Esc goes to the message box (shortcuts below); an Esc someone else took is theirs.
+  if (event.key !== "Escape" || event.shiftKey || event.defaultPrevented) return;
+  if (document.querySelector("dialog[open]")) return;
   stopReply();
 });
 
@@ -492,6 +492,7 @@ const handlers = {
       const { fromComposer } = state.pending;
       state.pending = null;
       if (fromComposer) composer.clear();
+      else composer.setStatus(""); // an edit's or regenerate's "Sending…" is over
       // What stood in the way of sending is gone with a stored message.
       for (const key of ["send", "attachment", "busy", "unsupported_file", "too_large"]) {
         dismissBanner(key);
@@ -547,6 +548,8 @@ const handlers = {
       if (fromComposer) {
         composer.unlock();
         composer.focus();
+      } else {
+        composer.setStatus("");
       }
     }
     if (frame.code === "not_running") return; // Stop raced the end of the reply.

@@ -2,7 +2,9 @@
 // rendered once; a streaming reply re-renders at most once per animation frame, touching only its
 // own body, so the cost of a delta does not grow with the conversation.
 import { t } from "./i18n.js";
-import { mayUseLateRenderers, onRenderersLoaded, renderMarkdown, StreamingMarkdown } from "./render.js";
+import {
+  mayUseLateRenderers, onRenderersLoaded, RENDERED_LATE, renderMarkdown, StreamingMarkdown,
+} from "./render.js";
 
 const STATUS_LABELS = {
   stopped: t("stopped"),
@@ -202,16 +204,16 @@ export class MessageList {
     onRenderersLoaded(() => this.renderAgain());
   }
 
-  /** Code showed plain and math as TeX until highlight.js or KaTeX loaded: render the replies
-   * that may hold some again. */
+  /** Code showed plain and math as TeX until highlight.js (each grammar) or KaTeX loaded:
+   * render again the finished replies that hold some, and the streaming ones that may. */
   renderAgain() {
     for (const record of this.ordered) {
-      const { role } = record.data;
-      if (role !== "assistant" || record.plain || !mayUseLateRenderers(record.text)) continue;
+      if (record.data.role !== "assistant" || record.plain) continue;
       if (record.stream) {
+        if (!mayUseLateRenderers(record.text)) continue;
         record.needsReset = true;
         this.schedule(record);
-      } else {
+      } else if (record.body.querySelector(RENDERED_LATE)) {
         record.body.replaceChildren(renderMarkdown(record.text));
       }
     }

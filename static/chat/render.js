@@ -61,6 +61,9 @@ export function mayUseLateRenderers(text) {
   return /\$|\\\(|\\\[|```|~~~/.test(text);
 }
 
+/** What a rendered message holds that was shown plain for want of a renderer. */
+export const RENDERED_LATE = '[data-math="pending"], [data-highlight="pending"]';
+
 
 // --- math -----------------------------------------------------------------------------------------
 // TeX between $…$ / \(…\) (inline) or $$…$$ / \[…\] (display) becomes MathML, drawn by the
@@ -139,7 +142,9 @@ function makeMarked(highlightLimit) {
           ? hljs.highlight(text, { language, ignoreIllegals: true }).value
           : escapeHtml(text);
         const cls = language ? `hljs language-${escapeHtml(language)}` : "hljs";
-        const data = label ? ` data-lang="${escapeHtml(label)}"` : "";
+        let data = label ? ` data-lang="${escapeHtml(label)}"` : "";
+        // Plain until its grammar has loaded: the page renders it again then (RENDERED_LATE).
+        if (language && !hljs && text.length <= highlightLimit) data += ' data-highlight="pending"';
         return `<pre${data}><code class="${cls}">${body}\n</code></pre>\n`;
       },
     },

@@ -3,6 +3,8 @@ stays in the composer, finished replies are announced, code blocks and task boxe
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -98,3 +100,33 @@ def test_a_refused_file_banner_goes_once_a_message_is_sent(chat: ChatPage, tmp_p
     chat.composer.press("Enter")
     chat.wait_status(chat.last_reply(), "complete")
     expect(banner).to_have_count(0)
+
+
+def test_esc_that_closes_the_sidebar_or_shift_esc_does_not_stop_the_reply(chat: ChatPage) -> None:
+    page = chat.page
+    page.set_viewport_size({"width": 390, "height": 844})  # the sidebar is a drawer here
+    chat.send("Tell me a long story", model="sim/long")
+    reply = chat.last_reply()
+    chat.wait_text_longer_than(reply, 40, timeout=QUICK)
+
+    page.locator("#sidebar-toggle").click()
+    expect(page.locator("body")).to_have_class(re.compile("sidebar-open"))
+    page.keyboard.press("Escape")  # closes the drawer, and only that
+    expect(page.locator("body")).not_to_have_class(re.compile("sidebar-open"))
+    expect(page.locator("#sidebar-toggle")).to_be_focused()
+    page.keyboard.press("Shift+Escape")  # goes to the message box, and only that
+    expect(chat.composer).to_be_focused()
+    page.wait_for_timeout(300)  # a stop would have ended the reply by now
+    expect(reply).to_have_attribute("data-status", "streaming")
+
+    page.keyboard.press("Escape")
+    chat.wait_status(reply, "stopped", timeout=QUICK)
+
+
+def test_code_in_a_finished_reply_is_highlighted_when_its_grammar_arrives(chat: ChatPage) -> None:
+    chat.send("Show me everything", model="sim/markdown")
+    chat.wait_status(chat.last_reply(), "complete")
+    chat.reload()  # rendered from the page: plain at first, highlighted once python.js loads
+    body = chat.body(chat.last_reply())
+    expect(body.locator("pre code.language-python .hljs-keyword").first).to_have_text("def")
+    expect(body.locator('[data-highlight="pending"]')).to_have_count(0)
