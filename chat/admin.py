@@ -391,7 +391,8 @@ def _sends_use(user: User) -> str:
 
 
 def _limit_text(limit: Decimal | None) -> str:
-    return _("team default") if limit is None else f"${limit:.2f}"
+    # Written into the audit trail, which every admin reads: English, like its other details.
+    return "team default" if limit is None else f"${limit:.2f}"
 
 
 @admin.register(TeamBudget)

@@ -459,9 +459,8 @@ class Message(models.Model):
         return f"{self.role} #{self.seq} in {self.conversation_id}"
 
     def to_wire(self, versions: list[str] | None = None) -> WireMessage:
-        """The message as the browser sees it (frames, page data), with its `versions`
-        (chat.branches.versions_of when the caller has not worked them out). Never carries
-        secrets."""
+        """The message as the browser sees it (frames, page data), with its `versions` (from
+        its conversation's tree: chat.branches.wire). Never carries secrets."""
         return {
             "id": self.public_id,
             "seq": self.seq,
@@ -588,7 +587,8 @@ class ShareLink(models.Model):
     )
     kind = models.CharField(max_length=16, choices=Kind.choices)
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
-    # Snapshot links show messages with seq <= this; live links show everything.
+    # Snapshot links show the branch that ends at this message (the one its owner saw when it
+    # was made, chat.sharing); live links show the branch the owner sees now.
     snapshot_seq = models.PositiveIntegerField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     expires_at = models.DateTimeField(null=True, blank=True)
