@@ -452,7 +452,7 @@ class UsageAdmin(admin.ModelAdmin[Usage]):
 
     @admin.display(description=gettext_lazy("Cost"), ordering="cost")
     def cost_text(self, record: Usage) -> str:
-        return _("price unknown") if record.cost is None else f"${record.cost}"
+        return _("price unknown") if record.cost is None else usage_report.usd(record.cost)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -35,7 +35,6 @@ class ModelEntry(TypedDict):
     name: str
     provider: str
     pricing: Any  # as Nobox gave it
-    price: str  # one line for people: "$2.50 / $10.00 per 1M tokens", "free", "price unknown"
     input_per_million: str | None  # USD, "2.50"; None when the price is unknown
     output_per_million: str | None
     free: bool
@@ -57,7 +56,6 @@ def entry(model: ModelInfo) -> ModelEntry:
         "name": model.name,
         "provider": provider_name(model.provider),
         "pricing": model.pricing,
-        "price": model.price.label(),
         "input_per_million": per_million[0] if per_million else None,
         "output_per_million": per_million[1] if per_million else None,
         "free": model.price.free,

@@ -24,7 +24,7 @@ from chat.access import NotFound, attachment_or_404, conversation_or_404
 from chat.attachments import attachment_response
 from chat.forms import RenameForm, TokenForm
 from chat.models import Conversation, NoboxToken, Usage, User, WireMessage
-from chat.nobox import InvalidToken, NoboxError, Price
+from chat.nobox import InvalidToken, NoboxError
 from chat.nobox.client import UnsendableToken
 
 SIDEBAR_SIZE = 200
@@ -303,19 +303,6 @@ def spending_of(user: User) -> dict[str, Any]:
     }
 
 
-def price_label(price: Price) -> str:
-    """Price.label() in the person's language (chat.nobox holds no translations)."""
-    per_million = price.dollars_per_million()
-    if per_million is None:
-        return _("price unknown")
-    if price.free:
-        return _("free")
-    return _("%(prompt)s / %(completion)s per 1M tokens") % {
-        "prompt": per_million[0],
-        "completion": per_million[1],
-    }
-
-
 def explain(error: NoboxError) -> str:
     """What went wrong, for a person: a token that could not even be sent says so."""
     if isinstance(error, UnsendableToken):
@@ -366,5 +353,4 @@ async def models_list(request: HttpRequest) -> HttpResponse:
         if isinstance(error, InvalidToken):
             await sync_to_async(tokens.mark_rejected)(resolved.record_pk)
         return JsonResponse({"error": {"code": error.code, "message": explain(error)}}, status=502)
-    models_data = [catalogue.entry(m) | {"price": price_label(m.price)} for m in models]
-    return JsonResponse({"models": models_data})
+    return JsonResponse({"models": [catalogue.entry(m) for m in models]})

@@ -49,21 +49,6 @@ def test_prices_are_read_tolerantly_and_unknown_is_never_zero(pricing, expected)
     assert (price.prompt, price.completion) == expected
 
 
-@pytest.mark.parametrize(
-    ("pricing", "label"),
-    [
-        ({"prompt": "0.0000025", "completion": "0.00001"}, "$2.50 / $10.00 per 1M tokens"),
-        ({"prompt": "0.00000059", "completion": "0.00000079"}, "$0.59 / $0.79 per 1M tokens"),
-        ({"prompt": "0.0000000001", "completion": "0"}, "$0.0001 / $0.00 per 1M tokens"),
-        ({"prompt": "0", "completion": 0}, "free"),
-        ({"prompt": "0.1"}, "price unknown"),
-        (None, "price unknown"),
-    ],
-)
-def test_a_price_reads_as_free_unknown_or_per_million(pricing, label):
-    assert Price.parse(pricing).label() == label
-
-
 def test_cost_is_prompt_and_completion_tokens_at_their_prices():
     price = Price.parse({"prompt": "0.000002", "completion": "0.000008"})
     assert price.cost(Usage(1000, 500, 1500)) == Decimal("0.006")

@@ -101,23 +101,6 @@ class Price:
     def free(self) -> bool:
         return self.prompt == 0 and self.completion == 0
 
-    def label(self) -> str:
-        """For people: "free", "price unknown", or USD per million prompt / completion tokens.
-        (In English: the app's pages say it in the person's language, chat.views.price_label.)"""
-        per_million = self.dollars_per_million()
-        if per_million is None:
-            return "price unknown"
-        if self.free:
-            return "free"
-        return f"{per_million[0]} / {per_million[1]} per 1M tokens"
-
-    def dollars_per_million(self) -> tuple[str, str] | None:
-        """USD per million prompt and completion tokens ("$2.50", "$10.00"), None if unknown."""
-        if self.prompt is None or self.completion is None:
-            return None
-        million = Decimal(1_000_000)
-        return f"${_plain(self.prompt * million)}", f"${_plain(self.completion * million)}"
-
     def per_million(self) -> tuple[str, str] | None:
         """USD per million prompt and completion tokens as short money strings ("2.50", "10"),
         or None when the price is unknown."""
@@ -179,17 +162,11 @@ def _says_per_token(rest: str) -> bool:
     return all(word in ("per", "token", "tokens", "tok", "1") for word in words)
 
 
-def _plain(number: Decimal) -> str:
-    """Money for people: at least two decimals, more only where the price has them."""
-    text = f"{number.normalize():f}"
-    whole, _, cents = text.partition(".")
-    return f"{whole}.{cents.ljust(2, '0')}"
-
-
 def _money(number: Decimal) -> str:
-    """Like _plain, without cents on whole amounts: "10", "2.50", "0.0001"."""
-    text = _plain(number)
-    return text.removesuffix(".00")
+    """Money for people: "10", "2.50", "0.0001" (two decimals, more only where the price has
+    them, none on whole amounts)."""
+    whole, _, cents = f"{number.normalize():f}".partition(".")
+    return f"{whole}.{cents.ljust(2, '0')}".removesuffix(".00")
 
 
 def str_or_none(value: Any) -> str | None:
