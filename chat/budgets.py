@@ -79,19 +79,6 @@ def month_of(now: datetime) -> tuple[datetime, datetime]:
     return start, after
 
 
-def limit_for(user: User) -> Decimal | None:
-    if user.monthly_limit is not None:
-        return user.monthly_limit
-    return team_default()
-
-
-def team_default() -> Decimal | None:
-    found: Decimal | None = (
-        TeamBudget.objects.filter(pk=1).values_list("default_monthly_limit", flat=True).first()
-    )
-    return found
-
-
 def with_month(users: QuerySet[User], now: datetime | None = None) -> QuerySet[User]:
     """`users` with their month read alongside, in the same statement (so from one snapshot: a
     final write landing meanwhile is counted once, as cost or as reservation): `month_spent`,
@@ -137,14 +124,14 @@ def budget_of(user: User, now: datetime | None = None) -> Budget:
     return from_annotations(with_month(User.objects.filter(pk=user.pk), now).get())
 
 
-def check(user: User) -> None:
-    """Raise OverBudget if `user` may not start another reply now. Call it inside the send's
+def check(user: User) -> Budget:
+    """Raise OverBudget if `user` may not start another reply now; else their budget (one
+    statement: limit, month's spending and replies in flight). Call it inside the send's
     transaction with the user's row locked (`lock_person`)."""
-    if limit_for(user) is None:
-        return  # nothing to add up
     budget = budget_of(user)
     if budget.exceeded:
         raise OverBudget(refusal(budget))
+    return budget
 
 
 def refusal(budget: Budget) -> StrOrPromise:

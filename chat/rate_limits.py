@@ -44,10 +44,11 @@ class RateLimited(Exception):
         self.retry_after = retry_after
 
 
-def check(user: User, client_id: str) -> None:
+def check(user: User, client_id: str, running: int) -> None:
     """Raise RateLimited when `user` may not send now; else count this send (`client_id`: a
-    resent frame counts once). Call with the person's row locked."""
-    _check_concurrent(user)
+    resent frame counts once). `running`: their replies being written (read with their
+    budget, chat.budgets.check). Call with the person's row locked."""
+    _check_concurrent(running)
     wait = _sends_wait(user, client_id)
     if wait > 0:
         raise RateLimited(
@@ -63,8 +64,7 @@ def check(user: User, client_id: str) -> None:
         )
 
 
-def _check_concurrent(user: User) -> None:
-    running = Message.objects.streaming().filter(conversation__owner=user).count()
+def _check_concurrent(running: int) -> None:
     if running >= settings.CONCURRENT_REPLIES:
         raise RateLimited(
             translated_later(

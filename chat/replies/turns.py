@@ -160,8 +160,8 @@ def _within_limits(user: User, client_id: str) -> None:
     slot (chat.budgets, chat.rate_limits)."""
     person = budgets.lock_person(user)
     try:
-        budgets.check(person)
-        rate_limits.check(person, client_id)
+        budget = budgets.check(person)
+        rate_limits.check(person, client_id, budget.in_flight)
     except budgets.OverBudget as over:
         raise Refused(over.code, over.message) from over
     except rate_limits.RateLimited as limited:
