@@ -15,6 +15,17 @@ from tests.browser.test_attachments import PASTE_IMAGE, PIXEL
 pytestmark = pytest.mark.browser
 
 
+# Records every frame the page sends from now on (the socket is already open).
+SENT_FRAMES = """() => {
+  const send = WebSocket.prototype.send;
+  window.__sent = [];
+  WebSocket.prototype.send = function (data) {
+    window.__sent.push(data);
+    return send.call(this, data);
+  };
+}"""
+
+
 def upstream_calls(sim_url: str) -> int:
     stats = httpx.get(sim_url.removesuffix("/_f_") + "/_sim/stats").json()
     return int(stats["chat_completions"])
@@ -65,6 +76,7 @@ def test_edit_a_message_flip_between_versions_and_retry_a_failed_reply(
     failed_id = failed.get_attribute("data-id")
     chat.choose_model("sim/echo")
     calls = upstream_calls(sim_url)
+    page.evaluate(SENT_FRAMES)
     failed.get_by_role("button", name="Retry this reply").dblclick()
     retried = chat.last_reply()
     chat.wait_status(retried, "complete")
@@ -74,6 +86,11 @@ def test_edit_a_message_flip_between_versions_and_retry_a_failed_reply(
     expect(chat.by_role("assistant")).to_have_count(2)
     expect(page.locator(f'#messages .message[data-id="{failed_id}"]')).to_have_count(0)
     assert upstream_calls(sim_url) == calls + 1
+    # The page sent one regenerate: the second click waited for the first's ack (the server
+    # would have refused a second one as busy, which the call count alone cannot tell).
+    sent = page.evaluate("() => window.__sent.map((text) => JSON.parse(text).type)")
+    assert sent.count("regenerate") == 1, sent
+    expect(page.locator(".banner")).to_have_count(0)
 
     # What the page shows is what the server keeps: a reload shows the same branch.
     chat.reload()
