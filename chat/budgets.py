@@ -166,4 +166,8 @@ def lock_person(user: User) -> User:
     changed since the socket opened). PostgreSQL: concurrent sends of the same person, from any
     process, wait here one after the other. SQLite: its IMMEDIATE transactions already
     serialise every writer."""
-    return User.objects.select_for_update().get(pk=user.pk)
+    # FOR NO KEY UPDATE: sends of the same person still wait for each other, but a row that
+    # only points at the person (a usage record, a message) is written without waiting; with
+    # FOR UPDATE, a reply's final write (its usage record) and a send that holds the person
+    # and waits for the conversation deadlocked.
+    return User.objects.select_for_update(no_key=True).get(pk=user.pk)

@@ -270,7 +270,7 @@ def switch_branch(conversation_pk: int, message_id: str) -> int:
     seq where it parts from the branch shown before. Refused while a reply is being written:
     the page would lose sight of it."""
     with transaction.atomic():
-        conversation = Conversation.objects.select_for_update().get(pk=conversation_pk)
+        conversation = Conversation.objects.select_for_update(no_key=True).get(pk=conversation_pk)
         if conversation.messages.streaming().exists():
             raise Refused(*BUSY)
         tree = branches.tree_of(conversation)

@@ -20,7 +20,12 @@ class GroupQuota:
         pks = sorted({user.pk for user in users})
         # Locked before any conversation (as store_turn does), in pk order: no deadlock with
         # a single send or another process's group.
-        list(User.objects.select_for_update().filter(pk__in=pks).order_by("pk").values("pk"))
+        list(
+            User.objects.select_for_update(no_key=True)
+            .filter(pk__in=pks)
+            .order_by("pk")
+            .values("pk")
+        )
         self.budgets = {
             person.pk: budgets.from_annotations(person)
             for person in budgets.with_month(User.objects.filter(pk__in=pks))

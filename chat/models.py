@@ -320,11 +320,13 @@ class MessageQuerySet(models.QuerySet["Message"]):
         """The reply's one final write (content, status, error, usage and cost). Unconditional
         on status: if a sweep misjudged a slow process as dead, the truth wins."""
         now = timezone.now()
+        # The conversation's row first, as a send locks it before it inserts (PostgreSQL): a
+        # send that took it first would otherwise wait on this reply's row (the index of one
+        # streaming reply per conversation) while this write waits on the conversation.
+        Conversation.objects.filter(messages__pk=pk).update(updated_at=now)
         self.filter(pk=pk).update(**ending, finished_at=now, heartbeat_at=now)
         # With the owner: the reply's usage record names them (chat.usage.record_reply).
-        reply = self.select_related("conversation__owner").get(pk=pk)
-        Conversation.objects.filter(pk=reply.conversation_id).update(updated_at=now)
-        return reply
+        return self.select_related("conversation__owner").get(pk=pk)
 
     def orphaned(self, before: datetime) -> MessageQuerySet:
         """Streaming replies whose process stopped heart-beating before `before`."""

@@ -209,7 +209,8 @@ def test_a_replys_final_write_is_four_statements_with_its_usage(alice):
         for q in queries
         if not q["sql"].startswith(("BEGIN", "SAVEPOINT", "RELEASE", "COMMIT"))
     ]
-    assert statements == ["UPDATE", "SELECT", "UPDATE", "INSERT"], queries.captured_queries
+    # The conversation first (the order a send locks in), then the reply, read back, and usage.
+    assert statements == ["UPDATE", "UPDATE", "SELECT", "INSERT"], queries.captured_queries
     record = UsageRecord.objects.get(message=reply)
     assert (record.user_name, record.total_tokens, record.status) == (alice.username, 7, "complete")
 

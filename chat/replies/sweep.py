@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from chat import branches, database
 from chat.conversations import purge_deleted
-from chat.models import Message
+from chat.models import Conversation, Message
 from chat.replies import events
 from chat.replies.hub import get_hub
 from chat.usage import record_reply as record_usage
@@ -45,6 +45,11 @@ def mark_interrupted(candidates: list[int]) -> list[Message]:
     for pk in candidates:
         # Conditional again, row by row: a reply that beat its heart since the query is alive.
         with transaction.atomic():
+            # The conversation first, in the order a send and a final write lock (no deadlock).
+            locked = Conversation.objects.select_for_update(of=("self",), no_key=True).filter(
+                messages__pk=pk
+            )
+            list(locked.values_list("pk", flat=True))
             if (
                 Message.objects.orphaned(cutoff)
                 .filter(pk=pk)

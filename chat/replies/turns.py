@@ -318,7 +318,7 @@ def _lockable_conversations(
         return {}
     found = (
         Conversation.objects.live()
-        .select_for_update()
+        .select_for_update(no_key=True)
         .filter(public_id__in=[public_id for _, public_id in named])
         .order_by("pk")
     )
@@ -396,7 +396,7 @@ def _locked_conversation(user: User, req: SendRequest) -> Conversation:
     # The row lock serialises concurrent sends to one conversation (PostgreSQL); SQLite's
     # IMMEDIATE transactions already serialise all writers.
     try:
-        return Conversation.objects.live().select_for_update().get(pk=conversation.pk)
+        return Conversation.objects.live().select_for_update(no_key=True).get(pk=conversation.pk)
     except Conversation.DoesNotExist as exc:  # deleted since the lookup above
         raise Refused("not_found", NO_SUCH_CONVERSATION) from exc
 
