@@ -8,6 +8,7 @@ cost drops. Two readers: `raw` (response.aiter_bytes, the transport alone) and `
 (NoboxClient.stream_chat, transport + SSE + JSON).
 
     .venv/bin/python bench/transport.py [--streams 100] [--chunks 200] [--rate 50]
+        [--readers raw,client] [--transports httpx,fast]
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ async def run(args: argparse.Namespace, url: str) -> None:
     )
     print(f"{'reader':<8} {'transport':<10} {'µs/chunk':>9} {'events':>8} {'wall s':>7}")
     for reader in args.readers.split(","):
-        for transport in TRANSPORTS:
+        for transport in args.transports.split(","):
             runs = [
                 await measure(reader, transport, url, args.streams, args.chunks, args.rate)
                 for _ in range(args.repeat)
@@ -112,6 +113,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--readers", default="raw,client")
+    parser.add_argument("--transports", default=",".join(TRANSPORTS))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, simulator(Path(tmp) / "sim.log") as (url, _):
         asyncio.run(run(args, url))

@@ -4,13 +4,14 @@ storing them one by one would, in less database work."""
 from __future__ import annotations
 
 import asyncio
+import base64
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from chat import tokens
-from chat.incoming_frames import SendRequest
+from chat.incoming_frames import SendRequest, parse_send
 from chat.models import Conversation, Message, User
 from chat.replies import generation, turns
 from chat.replies.intake import Intake
@@ -185,6 +186,99 @@ def test_a_group_costs_a_handful_of_queries_whatever_its_size(people, unlimited)
     # statement splits a large insert in two. One by one, 40 sends were 40 transactions of a
     # dozen statements each.
     assert len(small) <= len(large) <= len(small) + 2 <= 15, large
+
+
+def test_a_group_to_chats_with_history_costs_the_same_statements_whatever_its_size(
+    people, unlimited
+):
+    alice, bob, _ = people
+    chats = []
+    for i in range(12):  # chats with two turns of history each
+        person = alice if i % 2 else bob
+        first = store_turn(person, send(f"first{i}"))
+        finish(first.reply)
+        finish(store_turn(person, send(f"again{i}", first.conversation.public_id)).reply)
+        chats.append(first.conversation)
+
+    def statements_for(sent: list[Conversation], tag: str) -> int:
+        group = [(c.owner, send(f"{tag}{i}", c.public_id)) for i, c in enumerate(sent)]
+        with CaptureQueriesContext(connection) as queries:
+            results = store_turns(group)
+        assert all(isinstance(r, Turn) and not r.duplicate for r in results)
+        for result in results:
+            assert isinstance(result, Turn)
+            finish(result.reply)
+        return len(queries)
+
+    # Before, each chat's row was saved by an UPDATE of its own: 3 chats and 9 differed by 6.
+    assert statements_for(chats[:3], "small") == statements_for(chats[3:], "large")
+
+
+def test_a_new_chat_is_inserted_with_its_first_turn_and_its_history_is_not_read_back(people):
+    alice, _, _ = people
+    with CaptureQueriesContext(connection) as queries:
+        turn = store_turn(alice, send("new chat", text="first words"))
+
+    statements = [q["sql"] for q in queries]
+    about_chats = [sql for sql in statements if sql.lstrip('"').startswith(("INSERT", "UPDATE"))]
+    assert [sql.split()[0] for sql in about_chats if '"chat_conversation"' in sql] == ["INSERT"]
+    after_insert = statements[statements.index(about_chats[0]) :]
+    assert not [sql for sql in after_insert if sql.startswith('SELECT "chat_message"')]
+    stored = Conversation.objects.get(pk=turn.conversation.pk)
+    assert (stored.next_seq, stored.visible_leaf, stored.model) == (3, 2, "m/x")
+    assert turn.request is not None
+    assert turn.request.messages == [{"role": "user", "content": "first words"}]
+
+
+def test_a_group_saves_each_chat_with_its_own_settings_and_next_place(people, unlimited):
+    alice, bob, _ = people
+    earlier = {}
+    for person in (alice, bob):
+        first = store_turn(person, send(f"first-{person.username}"))
+        finish(first.reply)
+        earlier[person.pk] = Conversation.objects.get(pk=first.conversation.pk)
+    as_alice = SendRequest(
+        "a2", earlier[alice.pk].public_id, "again", "m/alice", system_prompt="Be brief."
+    )
+    as_bob = SendRequest("b2", earlier[bob.pk].public_id, "again", "m/bob", temperature=0.2)
+
+    store_turns([(alice, as_alice), (bob, as_bob)])
+
+    for person, (model, prompt, temperature) in (
+        (alice, ("m/alice", "Be brief.", None)),
+        (bob, ("m/bob", "", 0.2)),
+    ):
+        stored = Conversation.objects.get(pk=earlier[person.pk].pk)
+        assert (stored.model, stored.system_prompt, stored.temperature) == (
+            model,
+            prompt,
+            temperature,
+        )
+        assert stored.next_seq == earlier[person.pk].next_seq + 2
+        assert stored.visible_leaf == stored.next_seq - 1
+        assert stored.updated_at > earlier[person.pk].updated_at
+        assert list(stored.messages.values_list("seq", flat=True).order_by("seq")) == [1, 2, 3, 4]
+
+
+def test_a_grouped_follow_up_sends_the_files_of_earlier_messages(people, unlimited):
+    alice, bob, _ = people
+    image = b"\x89PNG\r\n\x1a\n" + bytes(range(40))
+    part = {"type": "file", "file": {"name": "pic.png", "data": base64.b64encode(image).decode()}}
+    frame = {"client_id": "with-file", "conversation": None, "text": "see", "model": "m/x"}
+    first = store_turn(alice, parse_send(frame | {"attachments": [part]}))
+    finish(first.reply)
+
+    follow_up, other = store_turns(
+        [(alice, send("follow-up", first.conversation.public_id)), (bob, send("other"))]
+    )
+
+    assert isinstance(follow_up, Turn) and follow_up.request is not None
+    content = follow_up.request.messages[0]["content"]
+    assert content[0] == {"type": "text", "text": "see"}
+    assert content[1]["type"] == "image_url"
+    assert base64.b64encode(image).decode() in content[1]["image_url"]["url"]
+    assert isinstance(other, Turn) and other.request is not None
+    assert other.request.messages == [{"role": "user", "content": "hello"}]
 
 
 def test_a_conflict_the_group_could_not_see_sends_every_send_one_by_one(people, monkeypatch):

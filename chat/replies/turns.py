@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import DatabaseError, IntegrityError, transaction
+from django.db.models import prefetch_related_objects
 from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
@@ -32,6 +33,18 @@ class Refused(Exception):
 
 
 NO_SUCH_CONVERSATION = _("No such conversation.")
+# What building a prompt reads of the earlier messages (their place in the tree, their words
+# and files): a chat's whole history is read per send, and its other columns are dead weight.
+PROMPT_FIELDS = (
+    "conversation_id",
+    "seq",
+    "parent_seq",
+    "public_id",
+    "role",
+    "status",
+    "content",
+    "attachments",
+)
 BUSY = ("busy", _("A reply is still being written in this conversation."))
 NO_MESSAGE = ("not_found", _("No such message in this conversation."))
 
@@ -70,6 +83,7 @@ def store_turn(user: User, req: SendRequest) -> Turn:
         with transaction.atomic():
             _within_limits(user, req.client_id)
             conversation = _locked_conversation(user, req)
+            new_chat = conversation._state.adding  # inserted with its first turn
             # No checks for a twin or a running reply here: the unique indexes on (author,
             # client_id) and on one streaming reply per conversation refuse the insert, and
             # which of the two it was is told apart below, after the rollback.
@@ -77,7 +91,8 @@ def store_turn(user: User, req: SendRequest) -> Turn:
             user_message, reply = _add(conversation, user, req, token, files)
             NoboxToken.objects.filter(pk=token.record_pk).update(last_used_at=reply.created_at)
             tree = branches.load(conversation)
-            request = _chat_request(conversation, _on_branch(conversation, tree, user_message))
+            history = [user_message] if new_chat else _on_branch(conversation, tree, user_message)
+            request = _chat_request(conversation, history)
     except IntegrityError as exc:
         attachments.discard(f.stored_name for f in files)
         # A twin stored the same client_id (the unique index made us wait for it), or a reply
@@ -134,10 +149,10 @@ def _on_branch(
     conversation: Conversation, tree: branches.Tree | None, last: Message
 ) -> list[Message]:
     """The finished messages of the branch that ends at `last`: the prompt's turns."""
-    kept = conversation.messages.exclude(status=Message.Status.STREAMING)
+    kept = conversation.messages.exclude(status=Message.Status.STREAMING).only(*PROMPT_FIELDS)
     if tree is not None:
         kept = kept.filter(seq__in=tree.path(last.seq))
-    return list(kept.prefetch_related("files").order_by("seq"))
+    return _with_files(list(kept.order_by("seq")))
 
 
 def _shown(turn: Turn, tree: branches.Tree | None) -> Turn:
@@ -208,24 +223,28 @@ def _store_plain(sends: Sequence[tuple[User, SendRequest]]) -> dict[int, Turn]:
     plain = _plain_sends(sends, usable, quota)
     rows: list[Message] = []
     turns: dict[int, tuple[Message, Message]] = {}
+    now = timezone.now()  # one time for the group: alike conversations share one UPDATE
     for index, conversation in plain.items():
         user, req = sends[index]
         _apply_settings(conversation, req)
         turns[index] = conversation.next_turn(
-            user, req.text, req.client_id, usable[user.pk].source, conversation.visible_leaf
+            user, req.text, req.client_id, usable[user.pk].source, conversation.visible_leaf, now
         )
         rows.extend(turns[index])
     # New chats are inserted with their turn's fields already set (the messages pick up their
-    # pks on insert); existing ones are updated row by row: Django's bulk_update builds a CASE
-    # per field and row and costs more than the rows it saves.
+    # pks on insert); existing ones are updated together.
+    new = [c for c in plain.values() if c._state.adding]
     existing = [c for c in plain.values() if not c._state.adding]
-    Conversation.objects.bulk_create([c for c in plain.values() if c._state.adding])
+    Conversation.objects.bulk_create(new)
     Message.objects.bulk_create(rows)
-    for conversation in existing:
-        conversation.save(update_fields=Conversation.TURN_FIELDS)
+    Conversation.objects.save_turns(existing)
     used = {usable[sends[index][0].pk].record_pk for index in plain}
-    NoboxToken.objects.filter(pk__in=used).update(last_used_at=timezone.now())
-    stored = _messages_of([conversation.pk for conversation in plain.values()])
+    NoboxToken.objects.filter(pk__in=used).update(last_used_at=now)
+    # A new chat's history is the turn just stored: only the others are read back.
+    stored = _messages_of([conversation.pk for conversation in existing])
+    for index, conversation in plain.items():
+        if conversation in new:
+            stored[conversation.pk] = list(turns[index])
     fresh: dict[int, Turn] = {}
     for index, conversation in plain.items():
         user_message, reply = turns[index]
@@ -339,10 +358,19 @@ def _new_conversation(user: User, req: SendRequest) -> Conversation:
 
 def _messages_of(conversation_pks: list[int]) -> dict[int, list[Message]]:
     found: dict[int, list[Message]] = defaultdict(list)
-    rows = Message.objects.filter(conversation__in=conversation_pks).prefetch_related("files")
-    for message in rows.order_by("conversation", "seq"):
+    rows = Message.objects.filter(conversation__in=conversation_pks).only(*PROMPT_FIELDS)
+    rows = rows.order_by("conversation", "seq")
+    for message in _with_files(list(rows)):
         found[message.conversation_id].append(message)
     return found
+
+
+def _with_files(messages: list[Message]) -> list[Message]:
+    """`messages`, the files of those that hold any read in one query (what `_wire_content`
+    reads). Not `prefetch_related` on them all: it builds a queryset per message, most of which
+    hold no file; for fifty sends to chats with history that was most of storing them."""
+    prefetch_related_objects([m for m in messages if m.attachments], "files")
+    return messages
 
 
 def _chat_request(conversation: Conversation, kept: list[Message]) -> ChatRequest:
@@ -388,7 +416,7 @@ def _usable_token(user: User) -> tokens.UsableToken:
 
 def _locked_conversation(user: User, req: SendRequest) -> Conversation:
     if req.conversation_id is None:
-        return Conversation.objects.create(owner=user, title=fallback_title(req.text))
+        return _new_conversation(user, req)  # saved with its first turn (`add_turn`)
     try:
         conversation = conversation_for(user, req.conversation_id)
     except NotFound as exc:
