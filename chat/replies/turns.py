@@ -16,7 +16,6 @@ from django.utils.translation import gettext_lazy as _
 from django_stubs_ext import StrOrPromise
 
 from chat import attachments, branches, budgets, limits, rate_limits, tokens
-from chat.access import NotFound, conversation_for
 from chat.incoming_frames import SendRequest
 from chat.models import Attachment, Conversation, Message, NoboxToken, User, WireMessage
 from chat.nobox import ChatRequest
@@ -417,15 +416,16 @@ def _usable_token(user: User) -> tokens.UsableToken:
 def _locked_conversation(user: User, req: SendRequest) -> Conversation:
     if req.conversation_id is None:
         return _new_conversation(user, req)  # saved with its first turn (`add_turn`)
+    # Found and locked in one statement, the owner's only. The row lock serialises concurrent
+    # sends to one conversation (PostgreSQL); SQLite's IMMEDIATE transactions already serialise
+    # all writers.
     try:
-        conversation = conversation_for(user, req.conversation_id)
-    except NotFound as exc:
-        raise Refused("not_found", NO_SUCH_CONVERSATION) from exc
-    # The row lock serialises concurrent sends to one conversation (PostgreSQL); SQLite's
-    # IMMEDIATE transactions already serialise all writers.
-    try:
-        return Conversation.objects.live().select_for_update(no_key=True).get(pk=conversation.pk)
-    except Conversation.DoesNotExist as exc:  # deleted since the lookup above
+        return (
+            Conversation.objects.live()
+            .select_for_update(no_key=True)
+            .get(public_id=req.conversation_id, owner=user)
+        )
+    except Conversation.DoesNotExist as exc:
         raise Refused("not_found", NO_SUCH_CONVERSATION) from exc
 
 
