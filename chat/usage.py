@@ -43,10 +43,27 @@ def record_reply(reply: Message, reported: Usage | None, model: ModelInfo | None
     """Record (or correct) the usage of a finished reply, inside the caller's transaction: the
     reply's final write or the sweep. One row per reply: a late final write after a sweep
     replaces the sweep's estimate, it does not add to it."""
+    return record_replies([(reply, reported, model)])[0]
+
+
+def record_replies(
+    replies: list[tuple[Message, Usage | None, ModelInfo | None]],
+) -> list[UsageRecord]:
+    """`record_reply` for several replies, in one statement."""
+    records = [_record_of(reply, reported, model) for reply, reported, model in replies]
+    # One statement (INSERT ... ON CONFLICT DO UPDATE) where update_or_create took a savepoint,
+    # a locking read and a write per reply: this runs at the end of every reply.
+    UsageRecord.objects.bulk_create(
+        records, update_conflicts=True, unique_fields=["message"], update_fields=RECORD_FIELDS
+    )
+    return records
+
+
+def _record_of(reply: Message, reported: Usage | None, model: ModelInfo | None) -> UsageRecord:
     consumed = consumed_by(reply, reported)
     pricing, price = _price_for(reply, model)
     conversation = reply.conversation
-    record = UsageRecord(
+    return UsageRecord(
         message=reply,
         user_id=conversation.owner_id,
         user_name=conversation.owner.get_username(),
@@ -66,12 +83,6 @@ def record_reply(reply: Message, reported: Usage | None, model: ModelInfo | None
         started_at=reply.created_at,
         finished_at=reply.finished_at or reply.created_at,
     )
-    # One statement (INSERT ... ON CONFLICT DO UPDATE) where update_or_create took a savepoint,
-    # a locking read and a write: this runs at the end of every reply.
-    UsageRecord.objects.bulk_create(
-        [record], update_conflicts=True, unique_fields=["message"], update_fields=RECORD_FIELDS
-    )
-    return record
 
 
 # What a later record of the same reply replaces (a final write after the sweep's estimate).

@@ -339,8 +339,7 @@ async def test_a_turn_whose_sender_left_still_gets_its_reply(people, nobox, monk
     waiting = asyncio.ensure_future(intake.store(alice, send("left")))
     await asyncio.sleep(0)  # the send is queued for storing
     waiting.cancel()  # the socket closed meanwhile
-    while intake._storing is not None:
-        await asyncio.sleep(0.01)
+    await intake.drained()
 
     stored = await Message.objects.aget(author=alice, client_id="left")
     assert started == [(await _reply_of(stored)).public_id]

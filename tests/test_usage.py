@@ -134,7 +134,8 @@ async def test_a_swept_reply_is_recorded_once_and_a_late_final_write_corrects_it
 
     # The process was only slow: its final write lands after all, with Nobox's count.
     outcome = generation.Outcome("complete", "stop", Usage(7, 9, 16))
-    await generation._finish(orphan.pk, "half an answer! and the rest", outcome, model)
+    late = generation.Ending(orphan.pk, "half an answer! and the rest", outcome, model)
+    await in_db_pool(generation.finish_reply)(late)
     [corrected] = await records(message=orphan.pk)
     assert corrected.pk == swept.pk
     assert (corrected.status, corrected.estimated, corrected.total_tokens) == (
@@ -203,7 +204,7 @@ def test_a_replys_final_write_is_four_statements_with_its_usage(alice):
     pricing = {"prompt": "0.0000025", "completion": "0.00001"}
     model = ModelInfo("openai/gpt-4o", None, "GPT-4o", pricing, Price.parse(pricing))
     with CaptureQueriesContext(connection) as queries:
-        generation._finish.__wrapped__(reply.pk, "the whole text", outcome, model)  # type: ignore[attr-defined]
+        generation.finish_reply(generation.Ending(reply.pk, "the whole text", outcome, model))
     statements = [
         q["sql"].split()[0]
         for q in queries
@@ -213,6 +214,60 @@ def test_a_replys_final_write_is_four_statements_with_its_usage(alice):
     assert statements == ["UPDATE", "UPDATE", "SELECT", "INSERT"], queries.captured_queries
     record = UsageRecord.objects.get(message=reply)
     assert (record.user_name, record.total_tokens, record.status) == (alice.username, 7, "complete")
+
+
+def test_replies_ending_together_are_written_in_one_transaction_each_with_its_own(alice, bob):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    pricing = {"prompt": "0.0000025", "completion": "0.00001"}
+    model = ModelInfo("openai/gpt-4o", None, "GPT-4o", pricing, Price.parse(pricing))
+
+    def endings(count: int) -> list[generation.Ending]:
+        made = []
+        for i in range(count):
+            reply = streaming_reply.__wrapped__(alice if i % 2 else bob, "partial")  # type: ignore[attr-defined]
+            status = Message.Status.COMPLETE if i % 3 else Message.Status.STOPPED
+            outcome = generation.Outcome(status, "stop", Usage(i + 1, 2, i + 3))
+            made.append(generation.Ending(reply.pk, f"text {i}", outcome, model if i else None))
+        return made
+
+    def statements(group: list[generation.Ending]) -> int:
+        with CaptureQueriesContext(connection) as queries:
+            written = generation.finish_replies(group)
+        assert [m.pk for m in written if isinstance(m, Message)] == [e.reply_pk for e in group]
+        return len(queries)
+
+    few, many = endings(2), endings(7)
+    assert statements(few) == statements(many)  # one by one: 4 statements per reply
+    for ending in few + many:
+        reply = Message.objects.get(pk=ending.reply_pk)
+        record = UsageRecord.objects.get(message=reply)
+        assert (reply.content, reply.status) == (ending.text, ending.outcome.status)
+        assert reply.finished_at is not None and reply.total_tokens == record.total_tokens
+        assert record.total_tokens == ending.outcome.usage.total_tokens  # type: ignore[union-attr]
+        assert record.user_id == reply.conversation.owner_id
+        priced = ending.model is not None
+        assert (reply.cost is not None, reply.pricing == pricing) == (priced, priced)
+
+
+def test_a_reply_that_cannot_be_written_fails_alone_and_the_others_land(alice):
+    written = streaming_reply.__wrapped__(alice, "partial")  # type: ignore[attr-defined]
+    gone = streaming_reply.__wrapped__(alice, "partial")  # type: ignore[attr-defined]
+    Message.objects.filter(pk=gone.pk).delete()  # e.g. its chat was purged meanwhile
+    outcome = generation.Outcome(Message.Status.COMPLETE, "stop", Usage(1, 1, 2))
+
+    results = generation.finish_replies(
+        [
+            generation.Ending(written.pk, "kept", outcome, None),
+            generation.Ending(gone.pk, "lost", outcome, None),
+        ]
+    )
+
+    assert isinstance(results[0], Message) and results[0].content == "kept"
+    assert isinstance(results[1], Message.DoesNotExist)
+    assert Message.objects.get(pk=written.pk).status == Message.Status.COMPLETE
+    assert UsageRecord.objects.filter(message=written).count() == 1
 
 
 def test_an_estimate_counts_only_the_branch_the_reply_was_asked_on(alice):

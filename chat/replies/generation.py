@@ -15,6 +15,7 @@ import re
 import time
 from contextlib import aclosing
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, transaction
@@ -27,11 +28,13 @@ from chat.database import in_db_pool
 from chat.models import Message
 from chat.nobox import ChatRequest, Completed, Delta, InvalidToken, ModelInfo, NoboxError, Usage
 from chat.replies import events
+from chat.replies.batches import Batches, per_loop
 from chat.replies.hub import Hub, get_hub
 from chat.replies.relay import Coalescer, LoopDelay, Piece, flush_interval
 from chat.replies.turns import Turn
 from chat.shutdown import on_shutdown
 from chat.upstream import explain, model_info, nobox_client
+from chat.usage import record_replies
 from chat.usage import record_reply as record_usage
 
 log = logging.getLogger(__name__)
@@ -265,7 +268,8 @@ class Generation:
         attempt = 0
         while True:
             try:
-                return await _finish(self.reply_pk, self.text.text, outcome, price)
+                ending = Ending(self.reply_pk, self.text.text, outcome, price)
+                return await final_writes().submit(ending)
             except (OperationalError, InterfaceError) as error:
                 delay = FINAL_WRITE_DELAYS[min(attempt, len(FINAL_WRITE_DELAYS) - 1)]
                 log.warning(
@@ -353,28 +357,71 @@ def _checkpoint(texts: dict[int, str]) -> None:
             log.exception("checkpoint of reply %s refused", reply_pk)
 
 
-@in_db_pool
-def _finish(reply_pk: int, text: str, outcome: Outcome, model: ModelInfo | None) -> Message:
-    usage = outcome.usage
-    pricing = model.pricing if model is not None else None
-    cost = model.price.cost(usage) if model is not None else None
+@dataclass(frozen=True)
+class Ending:
+    """What a reply's final write stores."""
+
+    reply_pk: int
+    text: str
+    outcome: Outcome
+    model: ModelInfo | None
+
+    def columns(self) -> dict[str, Any]:
+        usage, model = self.outcome.usage, self.model
+        pricing = model.pricing if model is not None else None
+        cost = model.price.cost(usage) if model is not None else None
+        return {
+            "content": storable(self.text),
+            "status": self.outcome.status,
+            "finish_reason": self.outcome.finish_reason,
+            "error_code": self.outcome.error_code,
+            "error_message": str(self.outcome.error_message),
+            "prompt_tokens": usage.prompt_tokens if usage else None,
+            "completion_tokens": usage.completion_tokens if usage else None,
+            "total_tokens": usage.total_tokens if usage else None,
+            "pricing": pricing if isinstance(pricing, dict | list | str) else None,
+            "cost": cost if cost is not None and cost < MAX_COST else None,
+        }
+
+
+def finish_replies(endings: list[Ending]) -> list[Message | Exception]:
+    """The final writes of replies that ended together: in one transaction (four statements and
+    a usage upsert for all of them), or, if that fails, each in its own, so that only a reply at
+    fault fails. Each reply's result is its message or the exception its generation handles
+    (`Generation._final_write` retries an outage, ends a refused write as an error)."""
+    if len(endings) > 1:
+        try:
+            with transaction.atomic():
+                return _finish_together(endings)
+        except Exception:  # noqa: BLE001, S110 - told apart below, one reply at a time
+            pass
+    return [_finish_alone(ending) for ending in endings]
+
+
+def finish_reply(ending: Ending) -> Message:
     with transaction.atomic():
-        reply = Message.objects.finish(
-            reply_pk,
-            content=storable(text),
-            status=outcome.status,
-            finish_reason=outcome.finish_reason,
-            error_code=outcome.error_code,
-            error_message=str(outcome.error_message),
-            prompt_tokens=usage.prompt_tokens if usage else None,
-            completion_tokens=usage.completion_tokens if usage else None,
-            total_tokens=usage.total_tokens if usage else None,
-            pricing=pricing if isinstance(pricing, dict | list | str) else None,
-            cost=cost if cost is not None and cost < MAX_COST else None,
-        )
+        reply = Message.objects.finish(ending.reply_pk, **ending.columns())
         # In the same transaction: the reply and what it consumed land together or not at all.
-        record_usage(reply, usage, model)
+        record_usage(reply, ending.outcome.usage, ending.model)
     return reply
+
+
+def _finish_alone(ending: Ending) -> Message | Exception:
+    try:
+        return finish_reply(ending)
+    except Exception as exc:  # noqa: BLE001 - handed to the reply's own generation
+        return exc
+
+
+def _finish_together(endings: list[Ending]) -> list[Message | Exception]:
+    replies = Message.objects.finish_many({e.reply_pk: e.columns() for e in endings})
+    record_replies([(replies[e.reply_pk], e.outcome.usage, e.model) for e in endings])
+    return [replies[e.reply_pk] for e in endings]
+
+
+# The most final writes one transaction takes.
+MAX_FINAL_WRITES = 64
+final_writes = per_loop(lambda: Batches(finish_replies, MAX_FINAL_WRITES, "final writes"))
 
 
 # What Message.cost (14 digits, 8 after the point) can hold.
