@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TypeGuard
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -289,6 +289,15 @@ class UsableToken:
     token: str = field(repr=False)
     record_pk: int
     source: str  # "own" or "team"
+    last_used_at: datetime | None = None
+
+    def use_worth_recording(self, now: datetime) -> bool:
+        """Whether a send at `now` should move the token's `last_used_at`: the admin reads it
+        to the minute, and writing it on every send cost a statement per send."""
+        return self.last_used_at is None or now - self.last_used_at >= LAST_USED_PRECISION
+
+
+LAST_USED_PRECISION = timedelta(minutes=1)
 
 
 def resolve(user: User) -> UsableToken:
@@ -316,27 +325,27 @@ def usable_tokens(users: list[User]) -> dict[int, UsableToken]:
 def _choose(
     user: User, own: NoboxToken | None, team_token: Callable[[], NoboxToken | None]
 ) -> UsableToken:
-    own_problem = _problem(own) if own else NO_TOKEN
-    if own is not None and own_problem is None:
-        return UsableToken(_read(own), own.pk, "own")
+    own_problem: tuple[str, StrOrPromise] = NO_TOKEN
+    if own is not None:
+        plain, own_problem = _read(own)
+        if plain is not None:
+            return UsableToken(plain, own.pk, "own", own.last_used_at)
     team = team_token()  # only looked up when it may be needed
-    if _team_allows(team, user) and _problem(team) is None:
-        return UsableToken(_read(team), team.pk, "team")
-    raise TokenProblem(*(own_problem or NO_TOKEN))
+    if _team_allows(team, user):
+        plain, _ = _read(team)
+        if plain is not None:
+            return UsableToken(plain, team.pk, "team", team.last_used_at)
+    raise TokenProblem(*own_problem)
 
 
-def _problem(record: NoboxToken) -> tuple[str, StrOrPromise] | None:
+def _read(record: NoboxToken) -> tuple[str | None, tuple[str, StrOrPromise]]:
+    """(the token in plain text, NO_TOKEN) when usable, else (None, the reason it is not)."""
     if record.state != State.ACTIVE:
-        return PROBLEMS[State(record.state)]
+        return None, PROBLEMS[State(record.state)]
     try:
-        decrypt(record.ciphertext)
+        return decrypt(record.ciphertext), NO_TOKEN
     except TokenUnreadable:
-        return UNREADABLE
-    return None
-
-
-def _read(record: NoboxToken) -> str:
-    return decrypt(record.ciphertext)
+        return None, UNREADABLE
 
 
 def _team_token() -> NoboxToken | None:
@@ -354,7 +363,7 @@ def _team_allows(team: NoboxToken | None, user: User) -> TypeGuard[NoboxToken]:
 
 def team_token_available(user: User) -> bool:
     team = _team_token_for(user)
-    return team is not None and _problem(team) is None
+    return team is not None and _read(team)[0] is not None
 
 
 # --- key rotation --------------------------------------------------------------------------------

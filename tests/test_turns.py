@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from chat import tokens
 from chat.incoming_frames import SendRequest, parse_send
-from chat.models import Conversation, Message, User
+from chat.models import Conversation, Message, NoboxToken, User
 from chat.replies import generation, turns
 from chat.replies.intake import Intake
 from chat.replies.turns import Refused, Turn, store_turn, store_turns
@@ -279,6 +281,31 @@ def test_a_grouped_follow_up_sends_the_files_of_earlier_messages(people, unlimit
     assert base64.b64encode(image).decode() in content[1]["image_url"]["url"]
     assert isinstance(other, Turn) and other.request is not None
     assert other.request.messages == [{"role": "user", "content": "hello"}]
+
+
+def test_a_token_records_its_last_use_to_the_minute_not_with_a_write_per_send(people, unlimited):
+    alice, bob, _ = people
+
+    def token_writes(group: list[tuple[User, SendRequest]]) -> tuple[list[Turn | Refused], int]:
+        with CaptureQueriesContext(connection) as queries:
+            results = store_turns(group) if len(group) > 1 else [store_turn(*group[0])]
+        for result in results:
+            assert isinstance(result, Turn)
+            finish(result.reply)
+        return results, sum('UPDATE "chat_noboxtoken"' in q["sql"] for q in queries)
+
+    [first], writes = token_writes([(alice, send("one"))])
+    assert writes == 1
+    assert NoboxToken.objects.get(user=alice).last_used_at == first.reply.created_at  # type: ignore[union-attr]
+    chat = first.conversation.public_id  # type: ignore[union-attr]
+    assert token_writes([(alice, send("two", chat))])[1] == 0
+    assert token_writes([(alice, send("three", chat)), (bob, send("bob"))])[1] == 1  # bob's
+
+    minutes_ago = timezone.now() - timedelta(minutes=2)
+    NoboxToken.objects.filter(user=alice).update(last_used_at=minutes_ago)
+    [later], writes = token_writes([(alice, send("four", chat))])
+    assert writes == 1
+    assert NoboxToken.objects.get(user=alice).last_used_at == later.reply.created_at  # type: ignore[union-attr]
 
 
 def test_a_conflict_the_group_could_not_see_sends_every_send_one_by_one(people, monkeypatch):

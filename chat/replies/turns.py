@@ -88,7 +88,8 @@ def store_turn(user: User, req: SendRequest) -> Turn:
             # which of the two it was is told apart below, after the rollback.
             _apply_settings(conversation, req)
             user_message, reply = _add(conversation, user, req, token, files)
-            NoboxToken.objects.filter(pk=token.record_pk).update(last_used_at=reply.created_at)
+            if token.use_worth_recording(reply.created_at):
+                NoboxToken.objects.filter(pk=token.record_pk).update(last_used_at=reply.created_at)
             tree = branches.load(conversation)
             history = [user_message] if new_chat else _on_branch(conversation, tree, user_message)
             request = _chat_request(conversation, history)
@@ -237,8 +238,10 @@ def _store_plain(sends: Sequence[tuple[User, SendRequest]]) -> dict[int, Turn]:
     Conversation.objects.bulk_create(new)
     Message.objects.bulk_create(rows)
     Conversation.objects.save_turns(existing)
-    used = {usable[sends[index][0].pk].record_pk for index in plain}
-    NoboxToken.objects.filter(pk__in=used).update(last_used_at=now)
+    used = {usable[sends[index][0].pk] for index in plain}
+    stale = [token.record_pk for token in used if token.use_worth_recording(now)]
+    if stale:
+        NoboxToken.objects.filter(pk__in=stale).update(last_used_at=now)
     # A new chat's history is the turn just stored: only the others are read back.
     stored = _messages_of([conversation.pk for conversation in existing])
     for index, conversation in plain.items():
