@@ -12,6 +12,7 @@ Two families:
 | `snapshot` | `snapshot()` | `Hub` → each socket's `RelayCursor` → `snapshot`/`delta`      |
 | `done`     | `done()`     | `Hub` → each watching socket → `done` frame                   |
 | `branch`   | `branched()` | `Hub` → each watching socket → `history` from the fork        |
+| `title`    | `titled()`   | `Hub` → each watching socket → `title` frame (chat.titles)    |
 | `stop`     | `stop()`     | `Hub` → the generation of that reply, in its process          |
 | `sync`     | `sync()`     | `Hub` → that generation, which answers with a `snapshot`      |
 | `sign_out` | `sign_out()` | `Hub` → the user's sockets in every process: closed           |
