@@ -11,7 +11,6 @@ from the file.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -255,18 +254,20 @@ def _checked_message(item: object, index: int) -> tuple[dict[str, Any], list[att
 
 
 def _checked_file(item: object, index: int) -> attachments.Upload:
+    not_accepted = _("A file of message %(number)d is not a file we accept.")
     data = item.get("data") if isinstance(item, dict) else None
     if not isinstance(data, str):
         raise ImportRefused(_("A file of message %(number)d has no data.") % {"number": index + 1})
-    if len(data) * 3 // 4 > settings.MAX_ATTACHMENT_BYTES + 2:
-        raise ImportRefused(_("A file of message %(number)d is too large.") % {"number": index + 1})
     try:
-        raw = base64.b64decode(data, validate=True)
+        raw = attachments.decode(data, settings.MAX_ATTACHMENT_BYTES)
         kind = attachments.recognise(raw)
-    except (binascii.Error, ValueError):
-        raise ImportRefused(
-            _("A file of message %(number)d is not a file we accept.") % {"number": index + 1}
-        ) from None
+    except attachments.Undecodable as refused:
+        if refused.reason == "too_large":
+            too_large = _("A file of message %(number)d is too large.")
+            raise ImportRefused(too_large % {"number": index + 1}) from None
+        raise ImportRefused(not_accepted % {"number": index + 1}) from None
+    except attachments.Unrecognised:
+        raise ImportRefused(not_accepted % {"number": index + 1}) from None
     assert isinstance(item, dict)
     return attachments.Upload(attachments.clean_name(item.get("name"), kind), raw, kind)
 

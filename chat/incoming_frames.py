@@ -4,8 +4,6 @@ The codes are part of the WebSocket protocol (docs/protocol.md)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
 from dataclasses import dataclass, field
@@ -334,24 +332,13 @@ UNSUPPORTED_FILE = gettext_lazy(
 
 
 def _decoded(data: str) -> bytes:
-    """Strict standard base64 (no whitespace, no URL-safe alphabet, padded), size checked from
-    the length first so an oversized attachment is never decoded."""
     limit = settings.MAX_ATTACHMENT_BYTES
-    if decoded_size(data) > limit:
-        raise FrameError(
-            "too_large", _("An attachment is larger than %(size)s.") % {"size": _size(limit)}
-        )
-    if not data:
-        raise FrameError("invalid", _("An attachment is empty."))
     try:
-        # validate=True refuses any character outside the alphabet instead of skipping it, so
-        # "***" or a stray newline is an error, not a silently different file.
-        return base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise FrameError("invalid", _("An attachment is not valid base64.")) from exc
-
-
-def decoded_size(data: str) -> int:
-    """Bytes that base64 `data` decodes to, from its length alone (exact for valid base64; for
-    anything else decoding refuses it anyway)."""
-    return len(data) * 3 // 4 - data[-2:].count("=")
+        return attachments.decode(data, limit)
+    except attachments.Undecodable as refused:
+        if refused.reason == "too_large":
+            message = _("An attachment is larger than %(size)s.") % {"size": _size(limit)}
+            raise FrameError("too_large", message) from None
+        if refused.reason == "empty":
+            raise FrameError("invalid", _("An attachment is empty.")) from None
+        raise FrameError("invalid", _("An attachment is not valid base64.")) from None

@@ -151,6 +151,11 @@ def test_a_version_2_file_whose_parent_is_not_earlier_is_refused(client, alice):
             b' "attachments": [{"name": "x", "data": "AAEC"}]}]}',
             "A file of message 1 is not a file we accept.",
         ),
+        (
+            b'{"format": "noboxweb.conversation", "version": 1, "messages": [{"role": "user",'
+            b' "attachments": [{"name": "empty.txt", "data": ""}]}]}',
+            "A file of message 1 is not a file we accept.",
+        ),
     ],
 )
 def test_a_bad_file_is_refused_and_nothing_is_created(client, alice, body, message):
@@ -160,6 +165,25 @@ def test_a_bad_file_is_refused_and_nothing_is_created(client, alice, body, messa
     assert response.status_code == 400
     assert response.json()["error"]["message"].startswith(message)
     assert Conversation.objects.count() == 0 and Attachment.objects.count() == 0
+
+
+@pytest.mark.parametrize(("size", "accepted"), [(16, True), (17, False), (18, False)])
+def test_an_imported_file_has_the_size_limit_of_a_sent_one(client, alice, settings, size, accepted):
+    settings.MAX_ATTACHMENT_BYTES = 16
+    file = {"name": "note.txt", "data": base64.b64encode(b"a" * size).decode()}
+    message = {"role": "user", "content": "see", "attachments": [file]}
+    body = {"format": "noboxweb.conversation", "version": 1, "messages": [message]}
+    client.force_login(alice)
+
+    response = client.post("/import", json.dumps(body), content_type="application/json")
+
+    if accepted:
+        assert response.status_code == 200
+        assert Attachment.objects.get().size == size
+    else:
+        assert response.status_code == 400
+        assert response.json()["error"]["message"] == "A file of message 1 is too large."
+        assert Conversation.objects.count() == 0 and Attachment.objects.count() == 0
 
 
 def test_an_import_over_the_size_limit_is_refused_unread(client, alice, settings):

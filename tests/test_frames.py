@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from chat.incoming_frames import FrameError, decode_frame, decoded_size, frame_ref, parse_send
+from chat.attachments import decoded_size
+from chat.incoming_frames import FrameError, decode_frame, frame_ref, parse_send
 
 LIMIT = 1024
 
