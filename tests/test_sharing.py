@@ -578,3 +578,53 @@ def test_continuing_a_shared_chat_copies_its_files(client, alice, bob, chat_with
     # Deleting the original leaves the copy whole.
     chat_with_file.delete()
     assert b"".join(client.get(f"/files/{copied.public_id}").streaming_content) == PNG
+
+
+# --- links and branches -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def two_branches(alice, chat_with_file):
+    """Alice's chat with a file, then its first message edited (the edit keeps a copy of the
+    file): a snapshot link made on each branch, and the files of each."""
+    from chat.consumers import switch_branch
+    from chat.incoming_frames import parse_send
+    from chat.replies.turns import store_turn
+
+    first = chat_with_file.messages.get(seq=1)
+    on_first = make_link(chat_with_file)
+    frame = {"client_id": "f2", "conversation": chat_with_file.public_id, "model": "m/x"}
+    edited = store_turn(alice, parse_send(frame | {"text": "see again", "edit": first.public_id}))
+    Message.objects.finish(edited.reply.pk, status="complete", content="the same dot")
+    on_second = make_link(chat_with_file)
+    # The owner goes back to the first version: what the links show must not follow.
+    switch_branch.__wrapped__(chat_with_file.pk, first.public_id)  # type: ignore[attr-defined]
+    return {
+        "first": (on_first, first.files.get().public_id),
+        "second": (on_second, edited.user_message.files.get().public_id),
+    }
+
+
+def test_a_snapshot_stays_on_its_branch_when_the_owner_switches(
+    as_bob, chat_with_file, two_branches
+):
+    (on_first, _), (on_second, _) = two_branches["first"], two_branches["second"]
+    live = make_link(chat_with_file, "live")
+
+    shown = {
+        name: [m["content"] for m in page_data(as_bob.get(f"/s/{token}"))["messages"]]
+        for name, token in (("first", on_first), ("second", on_second), ("live", live))
+    }
+
+    assert shown["first"] == ["see", "a dot"]
+    assert shown["second"] == ["see again", "the same dot"]
+    assert shown["live"] == ["see", "a dot"]  # a live link follows the owner's branch
+
+
+def test_a_file_of_another_branch_is_not_found_through_a_link(as_bob, two_branches):
+    (on_first, first_file), (on_second, second_file) = two_branches["first"], two_branches["second"]
+
+    assert as_bob.get(f"/s/{on_first}/files/{first_file}").status_code == 200
+    assert as_bob.get(f"/s/{on_second}/files/{second_file}").status_code == 200
+    assert as_bob.get(f"/s/{on_first}/files/{second_file}").status_code == 404
+    assert as_bob.get(f"/s/{on_second}/files/{first_file}").status_code == 404
