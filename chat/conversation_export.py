@@ -196,15 +196,13 @@ def _create(
         # One branch unless some message follows another than the one before it.
         branched=any(f["parent_seq"] != seq - 1 for seq, (f, _uploads) in enumerate(checked, 1)),
     )
+    messages, files = [], []
     for seq, ((fields, uploads), names) in enumerate(zip(checked, stored, strict=True), 1):
-        message = Message.objects.create(conversation=conversation, seq=seq, **fields)
-        rows = attachments.rows_for(uploads, names)
-        for row in rows:
-            row.message = message
-        Attachment.objects.bulk_create(rows)
-        if rows:
-            message.attachments = [row.reference() for row in rows]
-            message.save(update_fields=["attachments"])
+        message = Message(conversation=conversation, seq=seq, **fields)
+        files.extend(message.take_files(attachments.rows_for(uploads, names)))
+        messages.append(message)
+    Message.objects.bulk_create(messages)
+    Attachment.objects.bulk_create(files)
     return conversation
 
 

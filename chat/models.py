@@ -257,10 +257,8 @@ class Conversation(models.Model):
         user_message, reply = self.next_turn(author, text, client_id, token_source, parent_seq)
         if new_chat:
             self.save(force_insert=True)  # with the turn's fields already set
-        user_message.attachments = [attachment.reference() for attachment in files]
+        user_message.take_files(files)
         user_message.save(force_insert=True)
-        for position, attachment in enumerate(files):
-            attachment.message, attachment.position = user_message, position
         Attachment.objects.bulk_create(files)
         reply.save(force_insert=True)
         if not new_chat:
@@ -520,6 +518,15 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role} #{self.seq} in {self.conversation_id}"
+
+    def take_files(self, files: list[Attachment]) -> list[Attachment]:
+        """Make unsaved `files` (their bytes already in storage) this message's, in order: the
+        message keeps their references and each file its message and place. Save the message,
+        then the files (`Attachment.objects.bulk_create`). Returns `files`."""
+        self.attachments = [file.reference() for file in files]
+        for position, file in enumerate(files):
+            file.message, file.position = self, position
+        return files
 
     def to_wire(self, versions: list[str] | None = None) -> WireMessage:
         """The message as the browser sees it (frames, page data), with its `versions` (from

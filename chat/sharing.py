@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
+from django.db.models import prefetch_related_objects
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.http import HttpRequest
@@ -225,30 +226,27 @@ def continue_in_account(link: ShareLink, user: User) -> Conversation:
     they were the owner's spending."""
     source = link.conversation
     shown = [m for m in visible_messages(link) if m.status != Message.Status.STREAMING]
-    with transaction.atomic():
-        copy = Conversation.objects.create(
-            owner=user, title=(source.title or gettext("Shared chat"))[:200], model=source.model
-        )
-        copied = Message.objects.bulk_create(
-            [_copied(message, copy, user, seq) for seq, message in enumerate(shown, start=1)]
-        )
-        _copy_files(shown, copied)
-        copy.next_seq = len(shown) + 1
-        copy.save(update_fields=["next_seq"])
+    prefetch_related_objects([m for m in shown if m.attachments], "files")
+    # Files are copied in storage first (each copy owns its files: the original's owner may
+    # delete them), and removed again if the rows do not land.
+    files = [attachments.copies(m.files.all()) if m.attachments else [] for m in shown]
+    try:
+        with transaction.atomic():
+            copy = Conversation.objects.create(
+                owner=user,
+                title=(source.title or gettext("Shared chat"))[:200],
+                model=source.model,
+                next_seq=len(shown) + 1,
+            )
+            copied = [_copied(m, copy, user, seq) for seq, m in enumerate(shown, start=1)]
+            for message, its_files in zip(copied, files, strict=True):
+                message.take_files(its_files)
+            Message.objects.bulk_create(copied)
+            Attachment.objects.bulk_create([file for its_files in files for file in its_files])
+    except BaseException:
+        attachments.discard(file.stored_name for its_files in files for file in its_files)
+        raise
     return copy
-
-
-def _copy_files(originals: list[Message], copies: list[Message]) -> None:
-    """Each copied message gets copies of its files (new stored files and ids): the copy must
-    not depend on the original, which its owner may delete."""
-    for original, copied in zip(originals, copies, strict=True):
-        rows = attachments.copies(original.files.all()) if original.attachments else []
-        for row in rows:
-            row.message = copied
-        if rows:
-            Attachment.objects.bulk_create(rows)
-            copied.attachments = [row.reference() for row in rows]
-            copied.save(update_fields=["attachments"])
 
 
 def _copied(message: Message, into: Conversation, user: User, seq: int) -> Message:
@@ -259,7 +257,6 @@ def _copied(message: Message, into: Conversation, user: User, seq: int) -> Messa
         role=message.role,
         author=user if message.role == Message.Role.USER else None,
         content=message.content,
-        attachments=message.attachments,
         model=message.model,
         status=message.status,
         error_code=message.error_code,

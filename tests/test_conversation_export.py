@@ -207,3 +207,28 @@ def test_import_needs_the_csrf_token(alice):
     strict.force_login(alice)
     response = strict.post("/import", b"{}", content_type="application/json")
     assert response.status_code == 403
+
+
+def test_an_import_costs_the_same_statements_for_two_messages_as_for_six(client, alice):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.force_login(alice)
+    file = {"name": "dot.png", "data": base64.b64encode(PNG).decode()}
+
+    def statements(turns: int) -> int:
+        messages: list[dict[str, Any]] = []
+        for i in range(turns):
+            messages.append({"role": "user", "content": f"see {i}", "attachments": [file]})
+            messages.append({"role": "assistant", "content": f"dot {i}"})
+        body = {"format": "noboxweb.conversation", "version": 1, "messages": messages}
+        with CaptureQueriesContext(connection) as queries:
+            response = client.post("/import", json.dumps(body), content_type="application/json")
+        assert response.status_code == 200
+        imported = Conversation.objects.get(public_id=response.json()["url"].split("/")[2])
+        for question in imported.messages.filter(role="user"):
+            assert question.attachments[0]["id"] == question.files.get().public_id
+        return len(queries)
+
+    # Before, each message was its own INSERT, and each with files two more statements.
+    assert statements(1) == statements(3)

@@ -628,3 +628,62 @@ def test_a_file_of_another_branch_is_not_found_through_a_link(as_bob, two_branch
     assert as_bob.get(f"/s/{on_second}/files/{second_file}").status_code == 200
     assert as_bob.get(f"/s/{on_first}/files/{second_file}").status_code == 404
     assert as_bob.get(f"/s/{on_second}/files/{first_file}").status_code == 404
+
+
+# --- continue in my account: its cost and its failures --------------------------------------------
+
+
+def chat_of_files(alice: User, turns: int) -> Conversation:
+    """A chat of `turns` finished turns, each question with a file."""
+    from chat.incoming_frames import parse_send
+    from chat.replies.turns import store_turn
+
+    tokens.store_token(alice, "sk-alice-files-0001")
+    image = {"type": "file", "file": {"name": "dot.png", "data": base64.b64encode(PNG).decode()}}
+    conversation = None
+    for i in range(turns):
+        frame = {"client_id": f"t{turns}-{i}", "conversation": conversation, "model": "m/x"}
+        turn = store_turn(alice, parse_send(frame | {"text": f"see {i}", "attachments": [image]}))
+        Message.objects.finish(turn.reply.pk, status="complete", content=f"dot {i}")
+        conversation = turn.conversation.public_id
+    return Conversation.objects.get(public_id=conversation)
+
+
+def live_link(conversation: Conversation) -> ShareLink:
+    return ShareLink.objects.get(token_hash=share_token_hash(make_link(conversation, "live")))
+
+
+def test_continuing_costs_the_same_statements_for_two_turns_with_files_as_for_five(alice, bob):
+    from django.test.utils import CaptureQueriesContext
+
+    def statements(turns: int) -> int:
+        link = live_link(chat_of_files(alice, turns))
+        with CaptureQueriesContext(connection) as queries:
+            copy = sharing.continue_in_account(link, bob)
+        copied = Attachment.objects.filter(message__conversation=copy)
+        assert copied.count() == turns
+        assert all(
+            m.attachments[0]["id"] == m.files.get().public_id for m in copy.messages.all()[::2]
+        )
+        return len(queries)
+
+    # One by one, each message with a file was three more statements (22 for five turns).
+    assert statements(2) == statements(5)
+
+
+def test_a_continue_that_fails_leaves_no_copied_file_behind(alice, bob, monkeypatch):
+    from django.core.files.storage import default_storage
+    from django.db import DatabaseError
+
+    link = live_link(chat_of_files(alice, 2))
+    before = set(default_storage.listdir("attachments")[1])
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise DatabaseError("the database refused the files")  # e.g. a disk full
+
+    monkeypatch.setattr(Attachment.objects, "bulk_create", refused)
+    with pytest.raises(DatabaseError):
+        sharing.continue_in_account(link, bob)
+
+    assert set(default_storage.listdir("attachments")[1]) == before
+    assert not Conversation.objects.filter(owner=bob).exists()
