@@ -4,7 +4,7 @@ import { chatSocketUrl, ReconnectingSocket } from "./socket.js";
 import { MessageList } from "./messages.js";
 import { Composer } from "./composer.js";
 import { ModelPicker } from "./models.js";
-import { codeForCopyButton } from "./render.js";
+import { enableCopyButtons } from "./copy.js";
 import { ConversationCost } from "./cost.js";
 import { HeaderMenu, Sidebar } from "./sidebar.js";
 import { t } from "./i18n.js";
@@ -130,51 +130,7 @@ const REPLY_ENDINGS = {
 
 jumpLatest.addEventListener("click", () => list.scrollToBottom());
 
-messagesEl.addEventListener("click", (event) => {
-  const copyCode = event.target.closest(".copy-code");
-  if (copyCode) {
-    copyText(codeForCopyButton(copyCode), copyCode);
-    return;
-  }
-  const copyMessage = event.target.closest(".copy-message");
-  if (copyMessage) {
-    copyText(list.textOf(copyMessage.closest(".message").dataset.id), copyMessage);
-  }
-});
-
-async function copyText(text, button) {
-  let ok = false;
-  try {
-    await navigator.clipboard.writeText(text);
-    ok = true;
-  } catch {
-    // No async clipboard (plain http, or permission refused): the old selection route.
-    const scratch = document.createElement("textarea");
-    scratch.value = text;
-    scratch.setAttribute("readonly", "");
-    scratch.className = "clipboard-scratch";
-    document.body.append(scratch);
-    scratch.select();
-    try {
-      ok = document.execCommand("copy");
-    } catch {
-      ok = false;
-    }
-    scratch.remove();
-  }
-  const label = button.textContent;
-  const name = button.getAttribute("aria-label");
-  const result = ok ? t("Copied") : t("Copy failed");
-  button.textContent = result;
-  if (name) button.setAttribute("aria-label", result); // the name screen readers hear, too
-  button.disabled = true;
-  announce(result);
-  setTimeout(() => {
-    button.textContent = label;
-    if (name) button.setAttribute("aria-label", name);
-    button.disabled = false;
-  }, 1500);
-}
+enableCopyButtons(messagesEl, list, announce);
 
 // --- sidebar ------------------------------------------------------------------------------------
 

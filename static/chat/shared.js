@@ -4,7 +4,7 @@
 import { ReconnectingSocket } from "./socket.js";
 import { t } from "./i18n.js";
 import { MessageList } from "./messages.js";
-import { codeForCopyButton } from "./render.js";
+import { enableCopyButtons } from "./copy.js";
 
 const $ = (selector) => document.querySelector(selector);
 const page = JSON.parse($("#page-data").textContent);
@@ -45,20 +45,7 @@ function showBanner(text) {
   $("#banners").replaceChildren(banner);
 }
 
-messagesEl.addEventListener("click", async (event) => {
-  const copyCode = event.target.closest(".copy-code");
-  const copyMessage = event.target.closest(".copy-message");
-  const text = copyCode ? codeForCopyButton(copyCode)
-    : copyMessage ? list.textOf(copyMessage.closest(".message").dataset.id) : null;
-  if (text === null) return;
-  const button = copyCode || copyMessage;
-  try {
-    await navigator.clipboard.writeText(text);
-    button.textContent = t("Copied");
-  } catch {
-    button.textContent = t("Copy failed");
-  }
-});
+enableCopyButtons(messagesEl, list);
 
 function follow() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";

@@ -102,6 +102,26 @@ def test_incomplete_replies_are_marked(chat: ChatPage, viewer: Page):
     expect(reply.locator(".message-error")).to_contain_text("failed before it was finished")
 
 
+def test_a_viewers_copy_button_says_copied_then_is_ready_again(chat: ChatPage, viewer: Page):
+    chat.send("Copy me", model="sim/echo")
+    chat.wait_status(chat.last_reply(), "complete")
+    url = create_link(chat, "snapshot")
+    viewer.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    viewer.goto(url)
+    reply = ChatPage(viewer).last_reply()
+    copy = reply.locator("button.copy-message")
+    name = copy.get_attribute("aria-label", timeout=QUICK)
+
+    copy.click()
+
+    expect(copy).to_have_attribute("aria-label", "Copied")
+    copied = viewer.evaluate("navigator.clipboard.readText()")
+    assert copied == ChatPage(viewer).text_of(reply)
+    # It goes back (it stayed "Copied" for good on this page), ready for another copy.
+    expect(copy).to_have_attribute("aria-label", name or "", timeout=QUICK)
+    expect(copy).to_be_enabled()
+
+
 def test_a_live_link_streams_a_reply_until_it_is_revoked(chat: ChatPage, viewer: Page):
     chat.send("First", model="sim/echo")
     chat.wait_status(chat.last_reply(), "complete")
