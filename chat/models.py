@@ -342,22 +342,20 @@ class MessageQuerySet(models.QuerySet["Message"]):
             )
 
     def finish(self, pk: int, **ending: Any) -> Message:
-        """The reply's one final write (content, status, error, usage and cost). Unconditional
-        on status: if a sweep misjudged a slow process as dead, the truth wins."""
-        now = timezone.now()
-        # The conversation's row first, as a send locks it before it inserts (PostgreSQL): a
-        # send that took it first would otherwise wait on this reply's row (the index of one
-        # streaming reply per conversation) while this write waits on the conversation.
-        Conversation.objects.filter(messages__pk=pk).update(updated_at=now)
-        self.filter(pk=pk).update(**ending, finished_at=now, heartbeat_at=now)
-        # With the owner: the reply's usage record names them (chat.usage.record_reply).
-        return self.select_related("conversation__owner").get(pk=pk)
+        """One reply's final write (`finish_many` of one)."""
+        return self.finish_many({pk: ending})[pk]
 
     def finish_many(self, endings: dict[int, dict[str, Any]]) -> dict[int, Message]:
-        """The final writes of several replies (by pk; each ending names the same columns) under
-        the caller's transaction, in four statements whatever their number: lock and touch
-        their conversations (in pk order, as `finish` does and a send does), then one UPDATE
-        run for every reply (executemany), then read them back with their owners."""
+        """The final writes of replies (by pk; each ending names the same columns: content,
+        status, error, usage, cost) under the caller's transaction, in four statements whatever
+        their number. Unconditional on status: if a sweep misjudged a slow process as dead, the
+        truth wins. Raises DoesNotExist if a reply is gone (its chat was purged meanwhile).
+
+        Their conversations' rows are locked first, in pk order, as a send locks a conversation
+        before it inserts (PostgreSQL): a send that took one first would otherwise wait on a
+        reply's row (the index of one streaming reply per conversation) while this write waits
+        on the conversation. Then one UPDATE run for every reply (executemany), then they are
+        read back with their owners (their usage records name them, chat.usage)."""
         now = timezone.now()
         pks = sorted(endings)
         chats = Conversation.objects.filter(messages__pk__in=pks).select_for_update(
@@ -379,7 +377,10 @@ class MessageQuerySet(models.QuerySet["Message"]):
                 "WHERE id = %s",
                 rows,
             )
-        return self.select_related("conversation__owner").in_bulk(pks)
+        written = self.select_related("conversation__owner").in_bulk(pks)
+        if len(written) < len(pks):
+            raise self.model.DoesNotExist(f"replies {set(pks) - set(written)} are gone")
+        return written
 
     def orphaned(self, before: datetime) -> MessageQuerySet:
         """Streaming replies whose process stopped heart-beating before `before`."""

@@ -5,6 +5,7 @@ real database and the Nobox simulator over real HTTP."""
 from __future__ import annotations
 
 import math
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -135,7 +136,7 @@ async def test_a_swept_reply_is_recorded_once_and_a_late_final_write_corrects_it
     # The process was only slow: its final write lands after all, with Nobox's count.
     outcome = generation.Outcome("complete", "stop", Usage(7, 9, 16))
     late = generation.Ending(orphan.pk, "half an answer! and the rest", outcome, model)
-    await in_db_pool(generation.finish_reply)(late)
+    await in_db_pool(generation.finish_together)([late])
     [corrected] = await records(message=orphan.pk)
     assert corrected.pk == swept.pk
     assert (corrected.status, corrected.estimated, corrected.total_tokens) == (
@@ -192,9 +193,9 @@ async def test_deleting_a_conversation_keeps_its_usage(alice, alice_token, nobox
     assert record.cost and record.cost > 0 and record.user_id == alice.pk
 
 
-def test_a_replys_final_write_is_four_statements_with_its_usage(alice):
-    # It runs at the end of every reply, for hundreds of replies at once under load: the reply,
-    # its conversation's clock and its usage record (an upsert), and nothing else.
+def test_a_replys_final_write_is_five_statements_with_its_usage(alice):
+    # It runs at the end of every reply (several replies ending together share them): lock and
+    # touch the conversation, the reply, read back, its usage record (an upsert), nothing else.
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -204,14 +205,17 @@ def test_a_replys_final_write_is_four_statements_with_its_usage(alice):
     pricing = {"prompt": "0.0000025", "completion": "0.00001"}
     model = ModelInfo("openai/gpt-4o", None, "GPT-4o", pricing, Price.parse(pricing))
     with CaptureQueriesContext(connection) as queries:
-        generation.finish_reply(generation.Ending(reply.pk, "the whole text", outcome, model))
+        generation.finish_together([generation.Ending(reply.pk, "the whole text", outcome, model)])
     statements = [
-        q["sql"].split()[0]
+        re.sub(r"^\d+ times: ", "", q["sql"]).split()[0]  # executemany is logged "N times: ..."
         for q in queries
         if not q["sql"].startswith(("BEGIN", "SAVEPOINT", "RELEASE", "COMMIT"))
     ]
     # The conversation first (the order a send locks in), then the reply, read back, and usage.
-    assert statements == ["UPDATE", "UPDATE", "SELECT", "INSERT"], queries.captured_queries
+    expected = ["SELECT", "UPDATE", "UPDATE", "SELECT", "INSERT"]
+    assert statements == expected, queries.captured_queries
+    first = next(q["sql"] for q in queries if not q["sql"].startswith("BEGIN"))
+    assert first.startswith('SELECT "chat_conversation"."id"')
     record = UsageRecord.objects.get(message=reply)
     assert (record.user_name, record.total_tokens, record.status) == (alice.username, 7, "complete")
 

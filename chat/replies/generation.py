@@ -13,6 +13,7 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +36,6 @@ from chat.replies.turns import Turn
 from chat.shutdown import on_shutdown
 from chat.upstream import explain, model_info, nobox_client
 from chat.usage import record_replies
-from chat.usage import record_reply as record_usage
 
 log = logging.getLogger(__name__)
 
@@ -384,39 +384,33 @@ class Ending:
         }
 
 
-def finish_replies(endings: list[Ending]) -> list[Message | Exception]:
-    """The final writes of replies that ended together: in one transaction (four statements and
-    a usage upsert for all of them), or, if that fails, each in its own, so that only a reply at
-    fault fails. Each reply's result is its message or the exception its generation handles
-    (`Generation._final_write` retries an outage, ends a refused write as an error)."""
+def finish_replies(endings: list[Ending]) -> Sequence[Message | Exception]:
+    """The final writes of replies that ended together: in one transaction, or, if that fails,
+    each in its own, so that only a reply at fault fails. Each reply's result is its message or
+    the exception its generation handles (`Generation._final_write` retries an outage, ends a
+    refused write as an error)."""
     if len(endings) > 1:
         try:
-            with transaction.atomic():
-                return _finish_together(endings)
+            return finish_together(endings)
         except Exception:  # noqa: BLE001, S110 - told apart below, one reply at a time
             pass
     return [_finish_alone(ending) for ending in endings]
 
 
-def finish_reply(ending: Ending) -> Message:
+def finish_together(endings: list[Ending]) -> list[Message]:
+    """Replies and what they consumed, in one transaction (they land together or not at all):
+    four statements and a usage upsert, however many replies."""
     with transaction.atomic():
-        reply = Message.objects.finish(ending.reply_pk, **ending.columns())
-        # In the same transaction: the reply and what it consumed land together or not at all.
-        record_usage(reply, ending.outcome.usage, ending.model)
-    return reply
+        replies = Message.objects.finish_many({e.reply_pk: e.columns() for e in endings})
+        record_replies([(replies[e.reply_pk], e.outcome.usage, e.model) for e in endings])
+    return [replies[e.reply_pk] for e in endings]
 
 
 def _finish_alone(ending: Ending) -> Message | Exception:
     try:
-        return finish_reply(ending)
+        return finish_together([ending])[0]
     except Exception as exc:  # noqa: BLE001 - handed to the reply's own generation
         return exc
-
-
-def _finish_together(endings: list[Ending]) -> list[Message | Exception]:
-    replies = Message.objects.finish_many({e.reply_pk: e.columns() for e in endings})
-    record_replies([(replies[e.reply_pk], e.outcome.usage, e.model) for e in endings])
-    return [replies[e.reply_pk] for e in endings]
 
 
 # The most final writes one transaction takes.
