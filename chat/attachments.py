@@ -20,9 +20,10 @@ from typing import Any
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models import prefetch_related_objects
 from django.http import FileResponse
 
-from chat.models import Attachment
+from chat.models import Attachment, Message
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,14 @@ def save_files(uploads: Iterable[Upload]) -> list[str]:
         default_storage.save(f"attachments/{_suffix(upload)}", ContentFile(upload.data))
         for upload in uploads
     ]
+
+
+def with_files(messages: list[Message]) -> list[Message]:
+    """`messages`, the files of those that hold any read in one query. Not `prefetch_related`
+    on them all: it builds a queryset per message, most of which hold no file; for fifty sends
+    to chats with history that was most of storing them."""
+    prefetch_related_objects([m for m in messages if m.attachments], "files")
+    return messages
 
 
 def rows_for(uploads: list[Upload], stored_names: list[str]) -> list[Attachment]:

@@ -13,7 +13,6 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import prefetch_related_objects
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.http import HttpRequest
@@ -225,8 +224,9 @@ def continue_in_account(link: ShareLink, user: User) -> Conversation:
     conversation of `user`'s. The original is only read. Cost, usage and prices stay behind:
     they were the owner's spending."""
     source = link.conversation
-    shown = [m for m in visible_messages(link) if m.status != Message.Status.STREAMING]
-    prefetch_related_objects([m for m in shown if m.attachments], "files")
+    shown = attachments.with_files(
+        [m for m in visible_messages(link) if m.status != Message.Status.STREAMING]
+    )
     # Files are copied in storage first (each copy owns its files: the original's owner may
     # delete them), and removed again if the rows do not land.
     files = [attachments.copies(m.files.all()) if m.attachments else [] for m in shown]

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import prefetch_related_objects
 from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
@@ -152,7 +151,7 @@ def _on_branch(
     kept = conversation.messages.exclude(status=Message.Status.STREAMING).only(*PROMPT_FIELDS)
     if tree is not None:
         kept = kept.filter(seq__in=tree.path(last.seq))
-    return _with_files(list(kept.order_by("seq")))
+    return attachments.with_files(list(kept.order_by("seq")))
 
 
 def _shown(turn: Turn, tree: branches.Tree | None) -> Turn:
@@ -362,17 +361,9 @@ def _messages_of(conversation_pks: list[int]) -> dict[int, list[Message]]:
     found: dict[int, list[Message]] = defaultdict(list)
     rows = Message.objects.filter(conversation__in=conversation_pks).only(*PROMPT_FIELDS)
     rows = rows.order_by("conversation", "seq")
-    for message in _with_files(list(rows)):
+    for message in attachments.with_files(list(rows)):
         found[message.conversation_id].append(message)
     return found
-
-
-def _with_files(messages: list[Message]) -> list[Message]:
-    """`messages`, the files of those that hold any read in one query (what `_wire_content`
-    reads). Not `prefetch_related` on them all: it builds a queryset per message, most of which
-    hold no file; for fifty sends to chats with history that was most of storing them."""
-    prefetch_related_objects([m for m in messages if m.attachments], "files")
-    return messages
 
 
 def _chat_request(conversation: Conversation, kept: list[Message]) -> ChatRequest:
