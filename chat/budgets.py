@@ -1,9 +1,9 @@
 """Monthly spending limits: a person's own, else the team default (both set in the admin).
 
-The check runs in `store_turn`'s transaction, after the person's user row is locked, so two sends
-from two processes are decided one after the other; a reply still being written counts as
-`BUDGET_RESERVE_PER_REPLY` until its final write records what it really cost. A send is refused
-when what is spent this month plus those reservations is at or over the limit.
+The check (chat.limits) runs in the send's transaction, after the person's user row is locked,
+so two sends from two processes are decided one after the other; a reply still being written
+counts as `BUDGET_RESERVE_PER_REPLY` until its final write records what it really cost. A send is
+refused when what is spent this month plus those reservations is at or over the limit.
 """
 
 from __future__ import annotations
@@ -124,16 +124,6 @@ def budget_of(user: User, now: datetime | None = None) -> Budget:
     return from_annotations(with_month(User.objects.filter(pk=user.pk), now).get())
 
 
-def check(user: User) -> Budget:
-    """Raise OverBudget if `user` may not start another reply now; else their budget (one
-    statement: limit, month's spending and replies in flight). Call it inside the send's
-    transaction with the user's row locked (`lock_person`)."""
-    budget = budget_of(user)
-    if budget.exceeded:
-        raise OverBudget(refusal(budget))
-    return budget
-
-
 def refusal(budget: Budget) -> StrOrPromise:
     """The refusal, in the language of whoever reads it (see translated_later)."""
     assert budget.limit is not None
@@ -159,15 +149,3 @@ def refusal(budget: Budget) -> StrOrPromise:
 def reset_day(budget: Budget) -> str:
     """The day the limit resets, as the reader's language writes a date ("1 June 2026")."""
     return date_format(budget.resets_at, gettext("j F Y"))
-
-
-def lock_person(user: User) -> User:
-    """Lock the person's row for the rest of the transaction and read it fresh (limits may have
-    changed since the socket opened). PostgreSQL: concurrent sends of the same person, from any
-    process, wait here one after the other. SQLite: its IMMEDIATE transactions already
-    serialise every writer."""
-    # FOR NO KEY UPDATE: sends of the same person still wait for each other, but a row that
-    # only points at the person (a usage record, a message) is written without waiting; with
-    # FOR UPDATE, a reply's final write (its usage record) and a send that holds the person
-    # and waits for the conversation deadlocked.
-    return User.objects.select_for_update(no_key=True).get(pk=user.pk)

@@ -1,7 +1,7 @@
 """Per-person rate limits on sends: SEND_PER_MINUTE messages in any sliding minute, and at most
 CONCURRENT_REPLIES replies being written at once, counted over every tab, device and process.
 
-Both are decided in `store_turn`'s transaction with the person's row locked (chat.budgets):
+Both are decided in the send's transaction with the person's row locked (chat.limits):
 - replies at once: the `streaming` rows themselves, so a process that dies leaves no phantom
   count (the sweep ends its replies);
 - sends per minute: a sliding window in Redis when REDIS_URL is set (one atomic script, on Redis's
@@ -20,7 +20,6 @@ from datetime import timedelta
 
 import redis
 from django.conf import settings
-from django.db.models import Count
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_stubs_ext import StrOrPromise
@@ -44,48 +43,51 @@ class RateLimited(Exception):
         self.retry_after = retry_after
 
 
-def check(user: User, client_id: str, running: int) -> None:
-    """Raise RateLimited when `user` may not send now; else count this send (`client_id`: a
-    resent frame counts once). `running`: their replies being written (read with their
-    budget, chat.budgets.check). Call with the person's row locked."""
-    _check_concurrent(running)
-    wait = _sends_wait(user, client_id)
-    if wait > 0:
-        raise RateLimited(
-            translated_later(
-                _(
-                    "You can send %(count)d messages a minute. Wait %(wait)d s; the page will "
-                    "send it then."
-                ),
-                count=settings.SEND_PER_MINUTE,
-                wait=math.ceil(wait),
+def too_many_at_once(running: int) -> RateLimited:
+    """The refusal of a send while `running` of the person's replies are being written."""
+    return RateLimited(
+        translated_later(
+            _(
+                "%(running)d replies are being written for you already (at most %(limit)d "
+                "at once). Wait for one to finish."
             ),
-            round(wait, 2),
-        )
+            running=running,
+            limit=settings.CONCURRENT_REPLIES,
+        ),
+        CONCURRENT_RETRY_SECONDS,
+    )
 
 
-def _check_concurrent(running: int) -> None:
-    if running >= settings.CONCURRENT_REPLIES:
-        raise RateLimited(
-            translated_later(
-                _(
-                    "%(running)d replies are being written for you already (at most %(limit)d "
-                    "at once). Wait for one to finish."
-                ),
-                running=running,
-                limit=settings.CONCURRENT_REPLIES,
+def too_many_sends(wait: float) -> RateLimited:
+    """The refusal of a send over SEND_PER_MINUTE, which fits again in `wait` seconds."""
+    return RateLimited(
+        translated_later(
+            _(
+                "You can send %(count)d messages a minute. Wait %(wait)d s; the page will "
+                "send it then."
             ),
-            CONCURRENT_RETRY_SECONDS,
-        )
+            count=settings.SEND_PER_MINUTE,
+            wait=math.ceil(wait),
+        ),
+        round(wait, 2),
+    )
 
 
-def _sends_wait(user: User, client_id: str) -> float:
+def send_wait(user: User, client_id: str, earlier: int, in_database: Callable[[], int]) -> float:
+    """Seconds until this send fits in the person's minute (0: it fits, and is counted; a
+    resent `client_id` counts once). Redis counts when it is set; without Redis, or with Redis
+    failing, the database does: `in_database()` (the person's stored sends of the minute) plus
+    `earlier`, the sends of the same group stored before this one."""
     if settings.REDIS_URL:
         try:
             return _redis_wait(user.pk, client_id)
         except (redis.RedisError, OSError) as error:
             log.warning("send rate limit: Redis unavailable (%s); counting in the database", error)
-    return _database_wait(user)
+    if in_database() + earlier < settings.SEND_PER_MINUTE:
+        return 0.0
+    # Over: the exact wait, from the stored sends (a group's are not stored yet: when only
+    # they tip it over, the first of them leaves the window in about a minute).
+    return _database_wait(user) or WINDOW_SECONDS
 
 
 def _database_wait(user: User) -> float:
@@ -139,30 +141,3 @@ def _redis_wait(user_pk: int, client_id: str) -> float:
         SLIDING_WINDOW, 1, key, WINDOW_SECONDS, settings.SEND_PER_MINUTE, client_id
     )
     return float(answer.decode() if isinstance(answer, bytes) else answer)
-
-
-def sent_last_minute(user_pks: list[int]) -> dict[int, int]:
-    """Messages each person sent in the last minute (the database count), in one query."""
-    since = timezone.now() - timedelta(seconds=WINDOW_SECONDS)
-    rows = (
-        # Every message a person asked for: their own, and replies they regenerated.
-        Message.objects.filter(author_id__in=user_pks, created_at__gt=since)
-        .values("author_id")
-        .annotate(n=Count("pk"))
-        .values_list("author_id", "n")
-    )
-    return dict(rows)
-
-
-def admits_another_send(
-    user: User, client_id: str, earlier: int, in_database: Callable[[], int]
-) -> bool:
-    """For sends stored together: whether one more fits in the person's minute, counting it
-    (in Redis) when it does. Without Redis, or with Redis failing, the database counts:
-    `in_database()` (the person's stored sends of the minute) plus the group's `earlier` ones."""
-    if settings.REDIS_URL:
-        try:
-            return _redis_wait(user.pk, client_id) == 0
-        except (redis.RedisError, OSError) as error:
-            log.warning("send rate limit: Redis unavailable (%s); counting in the database", error)
-    return in_database() + earlier < settings.SEND_PER_MINUTE

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
-from chat import rate_limits, tokens
+from chat import budgets, limits, rate_limits, tokens
 from chat.incoming_frames import SendRequest
-from chat.models import Message, User
+from chat.models import Message, TeamBudget, Usage, User
 from chat.replies.turns import Refused, Turn, store_turn, store_turns
 from tests.conftest import ALICE_TOKEN, BOB_TOKEN, service_or_skip
 
@@ -90,3 +92,37 @@ def test_a_group_takes_only_the_minutes_sends_left(people, settings, counted_in,
 
     assert outcomes(results) == ["stored", "stored", "rate_limited", "rate_limited"]
     assert Message.objects.filter(author=alice).count() == 3
+
+
+def test_the_limits_read_in_sql_answers_what_the_orm_answers(people, charlie):
+    alice, bob = people
+    now = timezone.now()
+    month_start, _ = budgets.month_of(now)
+    TeamBudget.objects.update_or_create(pk=1, defaults={"default_monthly_limit": Decimal("7.5")})
+    bob.monthly_limit = Decimal("2.25")
+    bob.save(update_fields=["monthly_limit"])
+    for cost in ("0.1", "0.2", "0.30000001"):  # SQLite adds these up as floats
+        Usage.objects.create(user=alice, user_name="alice", cost=Decimal(cost))
+    last_month = month_start - timedelta(seconds=1)
+    Usage.objects.create(user=alice, user_name="alice", cost=Decimal(5), finished_at=last_month)
+    Usage.objects.create(user=bob, user_name="bob", cost=None)  # the price was unknown
+    store_turn(alice, send("running"))  # a reply in flight, a send of this minute
+    done = store_turn(bob, send("earlier"))
+    Message.objects.finish(done.reply.pk, status=Message.Status.COMPLETE, content="ok")
+    Message.objects.filter(author=bob).update(created_at=now - timedelta(minutes=2))
+    pks = [alice.pk, bob.pk, charlie.pk]
+
+    read = {pk: (budget, recent) for pk, budget, recent in limits.read_people(pks)}
+
+    orm = budgets.with_month(User.objects.filter(pk__in=pks))
+    minute_ago = timezone.now() - timedelta(seconds=rate_limits.WINDOW_SECONDS)
+    for person in orm:
+        sent = Message.objects.filter(author=person, created_at__gt=minute_ago).count()
+        assert read[person.pk] == (budgets.from_annotations(person), sent)
+    # The figures set up above, so that both reads cannot be wrong the same way.
+    assert read[alice.pk][0].limit == Decimal("7.5")
+    assert read[alice.pk][0].spent == Decimal("0.60000001")
+    assert (read[alice.pk][0].in_flight, read[alice.pk][1]) == (1, 1)
+    bob_budget, bob_sent = read[bob.pk]
+    assert bob_budget.limit == Decimal("2.25") and bob_budget.spent == 0 and bob_sent == 0
+    assert read[charlie.pk][0].spent == 0 and read[charlie.pk][0].in_flight == 0

@@ -14,7 +14,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django_stubs_ext import StrOrPromise
 
-from chat import attachments, branches, budgets, limits, rate_limits, tokens
+from chat import attachments, branches, limits, rate_limits, tokens
 from chat.incoming_frames import SendRequest
 from chat.models import Attachment, Conversation, Message, NoboxToken, User, WireMessage
 from chat.nobox import ChatRequest
@@ -171,15 +171,12 @@ def _unsaved_files(uploads: list[attachments.Upload]) -> list[Attachment]:
 def _within_limits(user: User, client_id: str) -> None:
     """The person's budget and rate limits, decided with their row locked until the turn is
     stored: two sends at once, from any processes, cannot both take the last cent or the last
-    slot (chat.budgets, chat.rate_limits)."""
-    person = budgets.lock_person(user)
-    try:
-        budget = budgets.check(person)
-        rate_limits.check(person, client_id, budget.in_flight)
-    except budgets.OverBudget as over:
-        raise Refused(over.code, over.message) from over
-    except rate_limits.RateLimited as limited:
-        raise Refused(limited.code, limited.message, limited.retry_after) from limited
+    slot (chat.limits)."""
+    refusal = limits.Quota([user]).refusal(user, client_id)
+    if isinstance(refusal, rate_limits.RateLimited):
+        raise Refused(refusal.code, refusal.message, refusal.retry_after) from refusal
+    if refusal is not None:
+        raise Refused(refusal.code, refusal.message) from refusal
 
 
 def store_turns(sends: Sequence[tuple[User, SendRequest]]) -> list[Turn | Refused]:
@@ -218,7 +215,7 @@ def _store_plain(sends: Sequence[tuple[User, SendRequest]]) -> dict[int, Turn]:
     """Store the plain sends of a group (see `store_turns`) under the caller's transaction."""
     usable = tokens.usable_tokens([user for user, _ in sends])
     # Budgets and rate limits: the people first (locked), then their conversations.
-    quota = limits.GroupQuota([user for user, _ in sends])
+    quota = limits.Quota([user for user, _ in sends])
     plain = _plain_sends(sends, usable, quota)
     rows: list[Message] = []
     turns: dict[int, tuple[Message, Message]] = {}
@@ -271,7 +268,7 @@ def _store_plain(sends: Sequence[tuple[User, SendRequest]]) -> dict[int, Turn]:
 def _plain_sends(
     sends: Sequence[tuple[User, SendRequest]],
     usable: dict[int, tokens.UsableToken],
-    quota: limits.GroupQuota,
+    quota: limits.Quota,
 ) -> dict[int, Conversation]:
     """The plain sends of a group (see `store_turns`), each with its (new or locked) chat."""
     stored = _stored_keys(sends)
