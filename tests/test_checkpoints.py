@@ -9,7 +9,7 @@ from django.db import DataError
 from django.utils import timezone
 
 from chat.models import Message, MessageQuerySet
-from chat.replies.generation import _checkpoint
+from chat.replies.writes import _checkpoint
 from tests.rows import streaming_reply
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -17,7 +17,7 @@ from chat.models import Conversation, Message, User
 from chat.models import Usage as UsageRecord
 from chat.nobox import ModelInfo, Price, Usage
 from chat.nobox.simulator import find_model
-from chat.replies import generation, sweep
+from chat.replies import generation, sweep, writes
 from chat.usage import record_reply
 from tests.protocol import send_frame
 from tests.rows import streaming_reply
@@ -134,9 +134,9 @@ async def test_a_swept_reply_is_recorded_once_and_a_late_final_write_corrects_it
     assert swept.cost == Decimal("0.000013")
 
     # The process was only slow: its final write lands after all, with Nobox's count.
-    outcome = generation.Outcome("complete", "stop", Usage(7, 9, 16))
-    late = generation.Ending(orphan.pk, "half an answer! and the rest", outcome, model)
-    await in_db_pool(generation.finish_together)([late])
+    outcome = writes.Outcome("complete", "stop", Usage(7, 9, 16))
+    late = writes.Ending(orphan.pk, "half an answer! and the rest", outcome, model)
+    await in_db_pool(writes.finish_together)([late])
     [corrected] = await records(message=orphan.pk)
     assert corrected.pk == swept.pk
     assert (corrected.status, corrected.estimated, corrected.total_tokens) == (
@@ -201,11 +201,11 @@ def test_a_replys_final_write_is_five_statements_with_its_usage(alice):
 
     # The plain functions behind in_db_pool, run in this thread, where the queries are counted.
     reply = streaming_reply.__wrapped__(alice, "partial")  # type: ignore[attr-defined]
-    outcome = generation.Outcome(Message.Status.COMPLETE, usage=Usage(3, 4, 7))
+    outcome = writes.Outcome(Message.Status.COMPLETE, usage=Usage(3, 4, 7))
     pricing = {"prompt": "0.0000025", "completion": "0.00001"}
     model = ModelInfo("openai/gpt-4o", None, "GPT-4o", pricing, Price.parse(pricing))
     with CaptureQueriesContext(connection) as queries:
-        generation.finish_together([generation.Ending(reply.pk, "the whole text", outcome, model)])
+        writes.finish_together([writes.Ending(reply.pk, "the whole text", outcome, model)])
     statements = [
         re.sub(r"^\d+ times: ", "", q["sql"]).split()[0]  # executemany is logged "N times: ..."
         for q in queries
@@ -227,18 +227,18 @@ def test_replies_ending_together_are_written_in_one_transaction_each_with_its_ow
     pricing = {"prompt": "0.0000025", "completion": "0.00001"}
     model = ModelInfo("openai/gpt-4o", None, "GPT-4o", pricing, Price.parse(pricing))
 
-    def endings(count: int) -> list[generation.Ending]:
+    def endings(count: int) -> list[writes.Ending]:
         made = []
         for i in range(count):
             reply = streaming_reply.__wrapped__(alice if i % 2 else bob, "partial")  # type: ignore[attr-defined]
             status = Message.Status.COMPLETE if i % 3 else Message.Status.STOPPED
-            outcome = generation.Outcome(status, "stop", Usage(i + 1, 2, i + 3))
-            made.append(generation.Ending(reply.pk, f"text {i}", outcome, model if i else None))
+            outcome = writes.Outcome(status, "stop", Usage(i + 1, 2, i + 3))
+            made.append(writes.Ending(reply.pk, f"text {i}", outcome, model if i else None))
         return made
 
-    def statements(group: list[generation.Ending]) -> int:
+    def statements(group: list[writes.Ending]) -> int:
         with CaptureQueriesContext(connection) as queries:
-            written = generation.finish_replies(group)
+            written = writes.finish_replies(group)
         assert [m.pk for m in written if isinstance(m, Message)] == [e.reply_pk for e in group]
         return len(queries)
 
@@ -259,12 +259,12 @@ def test_a_reply_that_cannot_be_written_fails_alone_and_the_others_land(alice):
     written = streaming_reply.__wrapped__(alice, "partial")  # type: ignore[attr-defined]
     gone = streaming_reply.__wrapped__(alice, "partial")  # type: ignore[attr-defined]
     Message.objects.filter(pk=gone.pk).delete()  # e.g. its chat was purged meanwhile
-    outcome = generation.Outcome(Message.Status.COMPLETE, "stop", Usage(1, 1, 2))
+    outcome = writes.Outcome(Message.Status.COMPLETE, "stop", Usage(1, 1, 2))
 
-    results = generation.finish_replies(
+    results = writes.finish_replies(
         [
-            generation.Ending(written.pk, "kept", outcome, None),
-            generation.Ending(gone.pk, "lost", outcome, None),
+            writes.Ending(written.pk, "kept", outcome, None),
+            writes.Ending(gone.pk, "lost", outcome, None),
         ]
     )
 

@@ -11,31 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
-from collections.abc import Sequence
 from contextlib import aclosing
-from dataclasses import dataclass
-from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from django_stubs_ext import StrOrPromise
 
 from chat import titles, tokens
 from chat.database import in_db_pool
 from chat.models import Message
-from chat.nobox import ChatRequest, Completed, Delta, InvalidToken, ModelInfo, NoboxError, Usage
+from chat.nobox import ChatRequest, Completed, Delta, InvalidToken, ModelInfo, NoboxError
 from chat.replies import events
-from chat.replies.batches import Batches, per_loop
 from chat.replies.hub import Hub, get_hub
 from chat.replies.relay import Coalescer, LoopDelay, Piece, flush_interval
 from chat.replies.turns import Turn
+from chat.replies.writes import Ending, Outcome, checkpoints, final_writes
 from chat.shutdown import on_shutdown
 from chat.upstream import explain, model_info, nobox_client
-from chat.usage import record_replies
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +45,6 @@ _running: dict[str, asyncio.Task[None]] = {}
 # Final-write retry backoff (seconds): the text is in memory, so keep trying while we live, and
 # often enough that the write lands soon after the database is back.
 FINAL_WRITE_DELAYS = (0.0, 0.1, 0.25, 0.5, 1.0)
-
-
-@dataclass
-class Outcome:
-    status: str
-    finish_reason: str = ""
-    usage: Usage | None = None
-    error_code: str = ""
-    # Lazy for the outcomes made once (REFUSED_WRITE, SHUTDOWN): stored in the language of the
-    # reply's task, i.e. of the person who sent.
-    error_message: StrOrPromise = ""
 
 
 REFUSED_WRITE = Outcome(
@@ -299,136 +282,3 @@ async def _price(task: asyncio.Task[ModelInfo | None]) -> ModelInfo | None:
         return await asyncio.wait_for(task, timeout=5)
     except (TimeoutError, NoboxError):
         return None
-
-
-class Checkpoints:
-    """Every running reply of this process, checkpointed together: one write per interval
-    whatever the number of replies or the token rate. It doubles as their heartbeat, which tells
-    other processes this one is alive. A failed write is logged and tried again at the next
-    interval: a loop that died silently would get live replies swept as orphaned."""
-
-    def __init__(self) -> None:
-        self._replies: set[Generation] = set()
-        self._loops: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
-
-    def add(self, generation: Generation) -> None:
-        self._replies.add(generation)
-        loop = asyncio.get_running_loop()
-        task = self._loops.get(loop)
-        if task is None or task.done():
-            self._loops[loop] = loop.create_task(self._write_forever(), name="checkpoints")
-
-    def discard(self, generation: Generation) -> None:
-        self._replies.discard(generation)
-
-    async def _write_forever(self) -> None:
-        while True:
-            await asyncio.sleep(settings.REPLY_CHECKPOINT_INTERVAL)
-            texts = {g.reply_pk: g.text.text for g in self._replies}
-            if not texts:
-                continue
-            try:
-                await _checkpoint(texts)
-            except (DatabaseError, InterfaceError) as error:
-                log.warning("checkpoint of %d replies failed: %s", len(texts), error)
-
-
-checkpoints = Checkpoints()
-
-
-@in_db_pool
-def _checkpoint(texts: dict[int, str]) -> None:
-    storable_texts = {reply_pk: storable(text) for reply_pk, text in texts.items()}
-    try:
-        with transaction.atomic():
-            Message.objects.checkpoint(storable_texts)
-        return
-    except (OperationalError, InterfaceError):
-        raise
-    except DatabaseError:
-        pass  # one reply's text was refused: write them one by one, so the others still beat
-    for reply_pk, text in storable_texts.items():
-        try:
-            with transaction.atomic():
-                Message.objects.checkpoint({reply_pk: text})
-        except (OperationalError, InterfaceError):
-            raise
-        except DatabaseError:
-            log.exception("checkpoint of reply %s refused", reply_pk)
-
-
-@dataclass(frozen=True)
-class Ending:
-    """What a reply's final write stores."""
-
-    reply_pk: int
-    text: str
-    outcome: Outcome
-    model: ModelInfo | None
-
-    def columns(self) -> dict[str, Any]:
-        usage, model = self.outcome.usage, self.model
-        pricing = model.pricing if model is not None else None
-        cost = model.price.cost(usage) if model is not None else None
-        return {
-            "content": storable(self.text),
-            "status": self.outcome.status,
-            "finish_reason": self.outcome.finish_reason,
-            "error_code": self.outcome.error_code,
-            "error_message": str(self.outcome.error_message),
-            "prompt_tokens": usage.prompt_tokens if usage else None,
-            "completion_tokens": usage.completion_tokens if usage else None,
-            "total_tokens": usage.total_tokens if usage else None,
-            "pricing": pricing if isinstance(pricing, dict | list | str) else None,
-            "cost": cost if cost is not None and cost < MAX_COST else None,
-        }
-
-
-def finish_replies(endings: list[Ending]) -> Sequence[Message | Exception]:
-    """The final writes of replies that ended together: in one transaction, or, if that fails,
-    each in its own, so that only a reply at fault fails. Each reply's result is its message or
-    the exception its generation handles (`Generation._final_write` retries an outage, ends a
-    refused write as an error)."""
-    if len(endings) > 1:
-        try:
-            return finish_together(endings)
-        except Exception:  # noqa: BLE001, S110 - told apart below, one reply at a time
-            pass
-    return [_finish_alone(ending) for ending in endings]
-
-
-def finish_together(endings: list[Ending]) -> list[Message]:
-    """Replies and what they consumed, in one transaction (they land together or not at all):
-    four statements and a usage upsert, however many replies."""
-    with transaction.atomic():
-        replies = Message.objects.finish_many({e.reply_pk: e.columns() for e in endings})
-        record_replies([(replies[e.reply_pk], e.outcome.usage, e.model) for e in endings])
-    return [replies[e.reply_pk] for e in endings]
-
-
-def _finish_alone(ending: Ending) -> Message | Exception:
-    try:
-        return finish_together([ending])[0]
-    except Exception as exc:  # noqa: BLE001 - handed to the reply's own generation
-        return exc
-
-
-# The most final writes one transaction takes.
-MAX_FINAL_WRITES = 64
-final_writes = per_loop(lambda: Batches(finish_replies, MAX_FINAL_WRITES, "final writes"))
-
-
-# What Message.cost (14 digits, 8 after the point) can hold.
-MAX_COST = 10**6
-
-
-def storable(text: str) -> str:
-    """Text every database will store. A model may emit a NUL, which PostgreSQL refuses in a
-    text column, or a lone surrogate (a JSON escape like "\\ud800"), which cannot be encoded
-    for any database and would fail the write outside the database's own errors."""
-    if "\x00" in text:
-        text = text.replace("\x00", "\ufffd")
-    return text if text.isascii() else LONE_SURROGATE.sub("\ufffd", text)
-
-
-LONE_SURROGATE = re.compile("[\ud800-\udfff]")
