@@ -85,25 +85,10 @@ def _record_of(reply: Message, reported: Usage | None, model: ModelInfo | None) 
     )
 
 
-# What a later record of the same reply replaces (a final write after the sweep's estimate).
+# What a later record of the same reply replaces (a final write after the sweep's estimate):
+# every column but the row's id and the reply it is of (the conflict key), new ones included.
 RECORD_FIELDS = [
-    "user",
-    "user_name",
-    "conversation",
-    "kind",
-    "model",
-    "token_source",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-    "estimated",
-    "pricing",
-    "prompt_price",
-    "completion_price",
-    "cost",
-    "status",
-    "started_at",
-    "finished_at",
+    field.name for field in UsageRecord._meta.concrete_fields if field.name not in ("id", "message")
 ]
 
 
