@@ -296,40 +296,45 @@ const composer = new Composer($("#composer-form"), {
   announce,
 }, page.limits);
 
-function send() {
-  if (state.pending || composer.isEmpty()) {
-    composer.focus();
-    return;
-  }
+/** What a new turn takes from the page (its model and settings), or null once the page has
+ * said why it cannot go yet: a reply is streaming (`whileStreaming` says how to go on), no
+ * model is picked (when the turn needs one), or a setting is invalid. */
+function turnOptions({ needsModel, whileStreaming }) {
   if (state.conversation && list.isStreaming()) {
-    // Enter while a reply streams: the draft waits, and the page says how to go on.
-    composer.setStatus(t("A reply is being written: press Stop (or Esc) to end it, then send."));
-    return;
+    composer.setStatus(whileStreaming);
+    return null;
   }
-  if (!picker.value) {
+  if (needsModel && !picker.value) {
     // Without a model list the reason (usually the token) is already on screen: say it again.
     if (state.modelsError) showError(state.modelsError.code, state.modelsError.message, "models");
     else showBanner(t("Pick a model first."), { key: "send" });
-    return;
+    return null;
   }
   const settings = readSettings();
   if (settings.error) {
     setSettingsOpen(true);
     settings.field.focus();
     showBanner(settings.error, { key: "send" });
+    return null;
+  }
+  return { conversation: state.conversation, model: picker.value || null,
+           system: settings.system, temperature: settings.temperature,
+           max_tokens: settings.max_tokens };
+}
+
+function send() {
+  if (state.pending || composer.isEmpty()) {
+    composer.focus();
     return;
   }
+  // Enter while a reply streams: the draft waits, and the page says how to go on.
+  const options = turnOptions({
+    needsModel: true,
+    whileStreaming: t("A reply is being written: press Stop (or Esc) to end it, then send."),
+  });
+  if (!options) return;
   picker.remember();
-  const frame = {
-    type: "send",
-    conversation: state.conversation,
-    text: composer.text,
-    attachments: composer.parts(),
-    model: picker.value,
-    system: settings.system,
-    temperature: settings.temperature,
-    max_tokens: settings.max_tokens,
-  };
+  const frame = { type: "send", text: composer.text, attachments: composer.parts(), ...options };
   // After the last message shown, even if another tab switched branches meanwhile.
   if (state.conversation && list.lastId()) frame.parent = list.lastId();
   const sent = startPending(frame, { fromComposer: true });
@@ -355,22 +360,16 @@ function turnAction(kind, id, text) {
     return;
   }
   if (state.pending) return; // one turn at a time: a second click waits for the first's ack
-  if (list.isStreaming()) {
-    composer.setStatus(t("A reply is being written: press Stop (or Esc) to end it first."));
-    return;
-  }
-  const settings = readSettings();
-  if (settings.error) {
-    setSettingsOpen(true);
-    showBanner(settings.error, { key: "send" });
-    return;
-  }
-  const options = { conversation: state.conversation, system: settings.system,
-                    temperature: settings.temperature, max_tokens: settings.max_tokens };
+  // A regenerate without a model keeps the conversation's; an edit is a new message.
+  const options = turnOptions({
+    needsModel: kind === "edit",
+    whileStreaming: t("A reply is being written: press Stop (or Esc) to end it first."),
+  });
+  if (!options) return;
   if (kind === "regenerate") {
-    startPending({ type: "regenerate", reply: id, model: picker.value || null, ...options });
+    startPending({ type: "regenerate", reply: id, ...options });
   } else if (kind === "edit") {
-    startPending({ type: "send", edit: id, text, model: picker.value, ...options });
+    startPending({ type: "send", edit: id, text, ...options });
   }
 }
 

@@ -393,3 +393,41 @@ def test_on_a_phone_a_long_username_does_not_widen_the_page(
         assert box(sign_out)["x"] + box(sign_out)["width"] <= PHONE["width"]
     finally:
         context.close()
+
+
+def test_an_edit_without_a_model_says_why_the_list_is_empty(
+    chat: ChatPage, env: dict[str, str]
+) -> None:
+    """A conversation without a model (imported, say) and a model list that failed: an Edit is
+    not sent to be refused; the page says again why there is no model to pick."""
+    page = chat.page
+    chat.send("Hello", model="sim/echo")
+    chat.wait_status(chat.last_reply(), "complete")
+    public_id = page.url.rstrip("/").split("/")[-1]
+    manage(
+        env,
+        "shell",
+        "-c",
+        "from chat.models import Conversation; "
+        f"Conversation.objects.filter(public_id={public_id!r}).update(model='')",
+    )
+    failure = '{"error": {"code": "upstream_error", "message": "Nobox did not list models."}}'
+    page.route(
+        "**/api/models",
+        lambda route: route.fulfill(status=502, content_type="application/json", body=failure),
+    )
+    page.evaluate("localStorage.clear()")  # no remembered model either
+    chat.reload()
+    chat.expect_model("")
+    expect(page.locator(".banner-text")).to_have_text(["Nobox did not list models."], timeout=QUICK)
+    page.locator(".banner-close").click()  # dismissed: it must come back on its own
+    expect(page.locator(".banner")).to_have_count(0)
+
+    question = chat.by_role("user").last
+    question.get_by_role("button", name="Edit this message").click()
+    field = question.get_by_role("textbox", name="Edit your message")
+    field.fill("Hello again")
+    field.press("Enter")
+
+    expect(page.locator(".banner-text")).to_have_text(["Nobox did not list models."], timeout=QUICK)
+    expect(chat.by_role("user").last.locator(".version-count")).to_have_count(0)
