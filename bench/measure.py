@@ -63,6 +63,7 @@ class Level:
     acks: list[float] = field(default_factory=list)
     deltas: int = 0  # deltas published, as far as the sockets saw them (see _collect)
     app_cpu: float = 0.0  # seconds, all app processes together
+    direct_cpu: float = 0.0  # seconds this process spent reading the streams directly
     sim_cpu: float = 0.0
     pg_sessions: int | None = None
     redis_calls: int | None = None
@@ -70,7 +71,16 @@ class Level:
     failures: Counter[str] = field(default_factory=Counter)
 
 
-async def measure_direct(sim_url: str, streams: int, shape: Shape) -> list[Stream]:
+@dataclass
+class Direct:
+    """The baseline: the streams as bare clients read them, and the CPU seconds the reading cost
+    this process (httpx and JSON in Python: a floor for any Python relay on this machine)."""
+
+    streams: list[Stream]
+    cpu: float
+
+
+async def measure_direct(sim_url: str, streams: int, shape: Shape) -> Direct:
     go = asyncio.Event()
     async with direct_client(streams) as client:
         # one-chunk requests first, side by side, so the pool holds a connection per stream:
@@ -88,14 +98,16 @@ async def measure_direct(sim_url: str, streams: int, shape: Shape) -> list[Strea
             for _ in range(streams)
         ]
         await asyncio.sleep(0)
+        cpu0 = time.process_time()
         go.set()
-        return list(await asyncio.gather(*tasks))
+        read = list(await asyncio.gather(*tasks))
+        return Direct(read, time.process_time() - cpu0)
 
 
 async def measure_relay(
-    deployment: Deployment, sim_pid: int, streams: int, shape: Shape, direct: list[Stream]
+    deployment: Deployment, sim_pid: int, streams: int, shape: Shape, direct: Direct
 ) -> Level:
-    level = Level(deployment.name, streams, shape.chunks, direct)
+    level = Level(deployment.name, streams, shape.chunks, direct.streams, direct_cpu=direct.cpu)
     sessions = deployment.sessions[:streams]
     senders = [Sender(deployment.sender_url, session) for session in sessions]
     await asyncio.gather(*(sender.open() for sender in senders))

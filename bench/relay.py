@@ -231,7 +231,9 @@ METHOD = """## How each number is measured
 - **ack p50**: `send` -> `ack`, every socket's `send` fired in the same instant (the sockets are
   opened and given a conversation by a one-chunk warm-up reply first).
 - **App CPU / chunk**: utime + stime of the daphne processes (/proc/<pid>/stat) from just before
-  the sends to the last `done`, divided by upstream chunks (streams × chunks).
+  the sends to the last `done`, divided by upstream chunks (streams × chunks). In brackets, the
+  *direct reader*: the CPU this benchmark's own process spent reading the direct streams (httpx
+  and JSON, nothing else running in it), per chunk: what reading alone costs Python here.
 - **New DB sessions / reply**: PostgreSQL `pg_stat_database.sessions` of the run's database
   (read from another database) before and 1.5 s after, divided by replies. SQLite: not
   measured.

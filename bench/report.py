@@ -51,6 +51,7 @@ class Row:
     direct_lost: int
     ack_p50: float | None
     cpu_per_chunk: float | None  # seconds of app CPU per upstream chunk
+    direct_cpu_per_chunk: float | None  # the direct clients' CPU per chunk they read
     sim_cpu_per_chunk: float | None
     db_sessions_per_reply: float | None
     redis_per_delta: float | None
@@ -92,6 +93,7 @@ def row(level: Level) -> Row:
         direct_lost=sum(level.chunks - len(s.arrivals) for s in level.direct),
         ack_p50=percentile(level.acks, 50),
         cpu_per_chunk=_per(level.app_cpu, upstream_chunks),
+        direct_cpu_per_chunk=_per(level.direct_cpu, upstream_chunks),
         sim_cpu_per_chunk=_per(level.sim_cpu, upstream_chunks),
         db_sessions_per_reply=_per(level.pg_sessions, level.streams),
         redis_per_delta=_per(level.redis_calls, level.deltas),
@@ -121,6 +123,10 @@ def pair(values: tuple[float | None, float | None] | None, signed: bool = False)
     return "—" if values is None else f"{ms(values[0], signed)} / {ms(values[1], signed)}"
 
 
+def micros(seconds: float | None) -> str:
+    return "—" if seconds is None else f"{seconds * 1e6:.0f} µs"
+
+
 def number(value: float | None, digits: int = 1) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
@@ -136,7 +142,7 @@ HEADERS = (
     "chunks lost",
     "sockets without whole reply",
     "ack p50",
-    "app CPU / chunk",
+    "app CPU / chunk (direct reader)",
     "new DB sessions / reply",
     "Redis cmds / delta (/ chunk)",
 )
@@ -155,7 +161,7 @@ def cells(r: Row) -> list[str]:
         lost,
         f"{r.not_whole} of {r.sockets}",
         ms(r.ack_p50),
-        "—" if r.cpu_per_chunk is None else f"{r.cpu_per_chunk * 1e6:.0f} µs",
+        f"{micros(r.cpu_per_chunk)} ({micros(r.direct_cpu_per_chunk)})",
         number(r.db_sessions_per_reply),
         "—"
         if r.redis_per_delta is None
