@@ -258,9 +258,8 @@ class Conversation(models.Model):
         if new_chat:
             self.save(force_insert=True)  # with the turn's fields already set
         user_message.take_files(files)
-        user_message.save(force_insert=True)
+        Message.objects.bulk_create([user_message, reply])  # one statement; both get their pks
         Attachment.objects.bulk_create(files)
-        reply.save(force_insert=True)
         if not new_chat:
             self.save(update_fields=self.TURN_FIELDS)
         return user_message, reply

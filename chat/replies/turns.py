@@ -373,13 +373,13 @@ def _chat_request(conversation: Conversation, kept: list[Message]) -> ChatReques
 
 
 def _find_sent(user: User, client_id: str) -> Turn | None:
-    sent = (
-        Message.objects.filter(author=user, client_id=client_id)
-        .select_related("conversation")
-        .first()
-    )
-    if sent is None:
+    # Asked of every send, and nearly always answered "no": the probe reads one column; only a
+    # resent frame reads the message with its conversation.
+    probe = Message.objects.filter(author=user, client_id=client_id).values_list("pk", flat=True)
+    sent_pk = probe.first()
+    if sent_pk is None:
         return None
+    sent = Message.objects.select_related("conversation").get(pk=sent_pk)
     if sent.conversation.deleted_at is not None:
         # Resent after its chat was deleted: the chat is gone for this user.
         raise Refused("not_found", NO_SUCH_CONVERSATION)
