@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -31,11 +31,12 @@ class Quota:
     def __init__(self, users: list[User]) -> None:
         pks = sorted({user.pk for user in users})
         _lock_people(pks)
+        self.read_at = timezone.now()
         self.budgets: dict[int, budgets.Budget] = {}
-        # Each person's sends of the last minute in the database: what counts them when Redis
-        # does not (not configured, or failing).
+        # Each person's sends of the minute before `read_at` in the database: what counts them
+        # when Redis does not (not configured, or failing).
         self.recent: dict[int, int] = {}
-        for pk, budget, recent in read_people(pks):
+        for pk, budget, recent in read_people(pks, self.read_at):
             self.budgets[pk], self.recent[pk] = budget, recent
         self.taken: defaultdict[int, int] = defaultdict(int)
 
@@ -50,7 +51,7 @@ class Quota:
             return budgets.OverBudget(budgets.refusal(budget))
         if budget.in_flight >= settings.CONCURRENT_REPLIES:
             return rate_limits.too_many_at_once(budget.in_flight)
-        wait = rate_limits.send_wait(user, client_id, earlier, lambda: self.recent[user.pk])
+        wait = rate_limits.send_wait(user, client_id, earlier, self.recent[user.pk], self.read_at)
         if wait > 0:
             return rate_limits.too_many_sends(wait)
         self.taken[user.pk] += 1
@@ -96,10 +97,12 @@ SELECT person.id,
 """
 
 
-def read_people(pks: list[int]) -> Iterator[tuple[int, budgets.Budget, int]]:
-    """Each person's budget (`budgets.with_month`'s figures) and sends of the last minute (every
-    message they asked for: their own, and replies they regenerated), in one statement."""
-    now = timezone.now()
+def read_people(pks: list[int], now: datetime) -> Iterator[tuple[int, budgets.Budget, int]]:
+    """Each person's budget at `now` (`budgets.with_month`'s figures) and sends of the minute
+    before (every message they asked for: their own, and replies they regenerated), in one
+    statement."""
+    if not pks:
+        return
     start, after = budgets.month_of(now)
     when = connection.ops.adapt_datetimefield_value
     values: dict[str, Any] = {
@@ -125,7 +128,8 @@ def read_people(pks: list[int]) -> Iterator[tuple[int, budgets.Budget, int]]:
 
 
 def _money(value: Any) -> Decimal | None:
-    """A money column as the ORM reads it: SQLite hands back floats, PostgreSQL Decimals."""
+    """A money column as the ORM reads it: SQLite hands back floats or ints, PostgreSQL
+    Decimals."""
     if value is None:
         return None
     money: Decimal = budgets.MONEY.to_python(value)

@@ -15,12 +15,10 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import redis
 from django.conf import settings
-from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_stubs_ext import StrOrPromise
 
@@ -73,38 +71,40 @@ def too_many_sends(wait: float) -> RateLimited:
     )
 
 
-def send_wait(user: User, client_id: str, earlier: int, in_database: Callable[[], int]) -> float:
+def send_wait(user: User, client_id: str, earlier: int, stored: int, counted_at: datetime) -> float:
     """Seconds until this send fits in the person's minute (0: it fits, and is counted; a
     resent `client_id` counts once). Redis counts when it is set; without Redis, or with Redis
-    failing, the database does: `in_database()` (the person's stored sends of the minute) plus
-    `earlier`, the sends of the same group stored before this one."""
+    failing, the database does: `stored`, the person's stored sends of the minute before
+    `counted_at`, plus `earlier`, the sends of the same group admitted before this one."""
     if settings.REDIS_URL:
         try:
             return _redis_wait(user.pk, client_id)
         except (redis.RedisError, OSError) as error:
             log.warning("send rate limit: Redis unavailable (%s); counting in the database", error)
-    if in_database() + earlier < settings.SEND_PER_MINUTE:
+    if stored + earlier < settings.SEND_PER_MINUTE:
         return 0.0
-    # Over: the exact wait, from the stored sends (a group's are not stored yet: when only
-    # they tip it over, the first of them leaves the window in about a minute).
-    return _database_wait(user) or WINDOW_SECONDS
+    return _database_wait(user, counted_at, settings.SEND_PER_MINUTE - earlier)
 
 
-def _database_wait(user: User) -> float:
-    """Seconds until the oldest of the last minute's SEND_PER_MINUTE sends leaves the window."""
-    now = timezone.now()
+def _database_wait(user: User, counted_at: datetime, keep: int) -> float:
+    """Seconds from `counted_at` until fewer than `keep` of the person's stored sends are left
+    in the window: until the keep-th most recent one leaves it. Measured from the moment the
+    sends were counted, not from now: a send that left the window in between must not turn a
+    wait of a moment into a wait of a minute."""
+    if keep <= 0:
+        return WINDOW_SECONDS  # the group's own sends, made just now, fill the minute
     recent = list(
         Message.objects.filter(
             author=user,  # their messages and the replies they regenerated
-            created_at__gt=now - timedelta(seconds=WINDOW_SECONDS),
+            created_at__gt=counted_at - timedelta(seconds=WINDOW_SECONDS),
         )
         .order_by("-created_at")
-        .values_list("created_at", flat=True)[: settings.SEND_PER_MINUTE]
+        .values_list("created_at", flat=True)[:keep]
     )
-    if len(recent) < settings.SEND_PER_MINUTE:
-        return 0.0
-    oldest = recent[-1]
-    return max((oldest + timedelta(seconds=WINDOW_SECONDS) - now).total_seconds(), 0.01)
+    if len(recent) < keep:
+        return 0.01  # counted over the limit: the count and this read disagree only by races
+    leaves = recent[-1] + timedelta(seconds=WINDOW_SECONDS)
+    return max((leaves - counted_at).total_seconds(), 0.01)
 
 
 # A sorted set per person: member = the send's client_id, score = when it was admitted. Redis's

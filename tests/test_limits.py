@@ -92,6 +92,26 @@ def test_a_group_takes_only_the_minutes_sends_left(people, settings, counted_in,
 
     assert outcomes(results) == ["stored", "stored", "rate_limited", "rate_limited"]
     assert Message.objects.filter(author=alice).count() == 3
+    # The first of the three leaves the minute in a minute: that is the wait, not more.
+    waits = [r.retry_after for r in results if isinstance(r, Refused)]
+    assert all(w is not None and 55 < w <= 60 for w in waits), waits
+
+
+def test_a_wait_is_measured_from_when_the_sends_were_counted(people, settings):
+    """The count said "over" a moment ago; the oldest send has left the window since. The wait
+    is what was left of it then (about a second), not a fresh minute."""
+    alice, _ = people
+    settings.SEND_PER_MINUTE = 3
+    for i in range(3):
+        store_turn(alice, send(f"s{i}"))
+    counted_at = timezone.now() - timedelta(seconds=2)
+    Message.objects.filter(author=alice).update(created_at=counted_at - timedelta(seconds=59))
+
+    wait = rate_limits.send_wait(alice, "next", 0, 3, counted_at)
+
+    assert 0.9 < wait < 1.1
+    # A group whose own earlier sends fill the minute waits for the minute.
+    assert rate_limits.send_wait(alice, "next", 3, 0, counted_at) == rate_limits.WINDOW_SECONDS
 
 
 def test_the_limits_read_in_sql_answers_what_the_orm_answers(people, charlie):
@@ -112,10 +132,11 @@ def test_the_limits_read_in_sql_answers_what_the_orm_answers(people, charlie):
     Message.objects.filter(author=bob).update(created_at=now - timedelta(minutes=2))
     pks = [alice.pk, bob.pk, charlie.pk]
 
-    read = {pk: (budget, recent) for pk, budget, recent in limits.read_people(pks)}
+    read_at = timezone.now()
+    read = {pk: (budget, recent) for pk, budget, recent in limits.read_people(pks, read_at)}
 
-    orm = budgets.with_month(User.objects.filter(pk__in=pks))
-    minute_ago = timezone.now() - timedelta(seconds=rate_limits.WINDOW_SECONDS)
+    orm = budgets.with_month(User.objects.filter(pk__in=pks), read_at)
+    minute_ago = read_at - timedelta(seconds=rate_limits.WINDOW_SECONDS)
     for person in orm:
         sent = Message.objects.filter(author=person, created_at__gt=minute_ago).count()
         assert read[person.pk] == (budgets.from_annotations(person), sent)

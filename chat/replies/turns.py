@@ -174,9 +174,9 @@ def _within_limits(user: User, client_id: str) -> None:
     slot (chat.limits)."""
     refusal = limits.Quota([user]).refusal(user, client_id)
     if isinstance(refusal, rate_limits.RateLimited):
-        raise Refused(refusal.code, refusal.message, refusal.retry_after) from refusal
+        raise Refused(refusal.code, refusal.message, refusal.retry_after)
     if refusal is not None:
-        raise Refused(refusal.code, refusal.message) from refusal
+        raise Refused(refusal.code, refusal.message)
 
 
 def store_turns(sends: Sequence[tuple[User, SendRequest]]) -> list[Turn | Refused]:
@@ -377,9 +377,13 @@ def _find_sent(user: User, client_id: str) -> Turn | None:
     # resent frame reads the message with its conversation.
     probe = Message.objects.filter(author=user, client_id=client_id).values_list("pk", flat=True)
     sent_pk = probe.first()
-    if sent_pk is None:
+    sent = (
+        Message.objects.select_related("conversation").filter(pk=sent_pk).first()
+        if sent_pk is not None
+        else None
+    )
+    if sent is None:  # never stored, or purged since the probe
         return None
-    sent = Message.objects.select_related("conversation").get(pk=sent_pk)
     if sent.conversation.deleted_at is not None:
         # Resent after its chat was deleted: the chat is gone for this user.
         raise Refused("not_found", NO_SUCH_CONVERSATION)
