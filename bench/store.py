@@ -12,6 +12,7 @@ the turn so that every round starts from the same chat.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -21,6 +22,7 @@ from typing import Any, cast
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.intake import configure, make_people  # noqa: E402
+from bench.stack import SECRET_KEY, TOKEN_KEY  # noqa: E402
 
 Statement = tuple[str, Any, bool]  # sql, params, executemany
 TRANSACTION_CONTROL = {"BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE"}
@@ -31,6 +33,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
     args = parser.parse_args()
+    # As production runs: with DEBUG on, Django would also log every statement it makes.
+    os.environ.update(DEBUG="0", SECRET_KEY=SECRET_KEY, NOBOX_TOKEN_KEYS=TOKEN_KEY)
     drop = configure(args.database)
     try:
         stored, replayed, statements = measure(args.rounds)

@@ -258,7 +258,8 @@ class Conversation(models.Model):
         if new_chat:
             self.save(force_insert=True)  # with the turn's fields already set
         user_message.take_files(files)
-        Message.objects.bulk_create([user_message, reply])  # one statement; both get their pks
+        # One statement; both get their pks (RETURNING: PostgreSQL, SQLite 3.35 and later).
+        Message.objects.bulk_create([user_message, reply])
         Attachment.objects.bulk_create(files)
         if not new_chat:
             self.save(update_fields=self.TURN_FIELDS)
