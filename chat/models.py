@@ -515,6 +515,9 @@ class Message(models.Model):
         ]
         indexes: ClassVar[list[models.Index]] = [
             models.Index(fields=["status", "heartbeat_at"], name="message_status_heartbeat"),
+            # Every send counts its person's messages of the last minute (chat.limits): a short
+            # range of this index, not every message they ever wrote.
+            models.Index(fields=["author", "created_at"], name="message_author_created"),
         ]
 
     def __str__(self) -> str:
