@@ -363,14 +363,16 @@ class MessageQuerySet(models.QuerySet["Message"]):
         )
         locked = list(chats.order_by("pk").values_list("pk", flat=True))
         Conversation.objects.filter(pk__in=locked).update(updated_at=now)
-        fields = [_column(name) for name in [*endings[pks[0]], "finished_at", "heartbeat_at"]]
+        written_at = {"finished_at": now, "heartbeat_at": now}
+        fields = [_column(name) for name in {**endings[pks[0]], **written_at}]
         quote = connection.ops.quote_name
         assignments = ", ".join(f"{quote(f.column)} = %s" for f in fields)
-        # Each value prepared by its field, as an ORM update does (JSON, decimals, datetimes).
-        rows = [
-            [f.get_db_prep_save(ending.get(f.name, now), connection) for f in fields] + [pk]
-            for pk, ending in endings.items()
-        ]
+        # Each value prepared by its field, as an ORM update does (JSON, decimals, datetimes); an
+        # ending without one of the columns is a KeyError, not a column silently set to `now`.
+        rows = []
+        for pk, ending in endings.items():
+            values = {**ending, **written_at}
+            rows.append([f.get_db_prep_save(values[f.name], connection) for f in fields] + [pk])
         with connection.cursor() as cursor:
             cursor.executemany(
                 f"UPDATE {quote(self.model._meta.db_table)} SET {assignments} "  # noqa: S608 - no input

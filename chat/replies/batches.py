@@ -7,7 +7,7 @@ other ORM call), so the last one waited for all the others. A batch costs little
 item, so a wait is about one batch's time, not one per item ahead of it. One item alone is done
 at once: a batch only forms while the database is busy with the previous one.
 
-Used for storing sends (`intake`) and for replies' final writes (`generation`).
+Used for storing sends (`intake`) and for replies' final writes (`writes`).
 """
 
 from __future__ import annotations
