@@ -341,10 +341,6 @@ class MessageQuerySet(models.QuerySet["Message"]):
                 [(text, now, pk, streaming) for pk, text in texts.items()],
             )
 
-    def finish(self, pk: int, **ending: Any) -> Message:
-        """One reply's final write (`finish_many` of one)."""
-        return self.finish_many({pk: ending})[pk]
-
     def finish_many(self, endings: dict[int, dict[str, Any]]) -> dict[int, Message]:
         """The final writes of replies (by pk; each ending names the same columns: content,
         status, error, usage, cost) under the caller's transaction, in four statements whatever

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from django.utils import timezone
 
@@ -32,3 +33,8 @@ def streaming_reply(
     )
     Conversation.objects.filter(pk=conversation.pk).update(next_seq=3)
     return Message.objects.select_related("conversation").get(pk=reply.pk)
+
+
+def finish(pk: int, **columns: Any) -> Message:
+    """End a streaming reply with `columns` (content, status, ...), as its final write does."""
+    return Message.objects.finish_many({pk: columns})[pk]

@@ -12,9 +12,10 @@ from django.core.files.storage import default_storage
 
 from chat import tokens
 from chat.incoming_frames import parse_send
-from chat.models import Attachment, Conversation, Message, User
+from chat.models import Attachment, Conversation, User
 from chat.replies.turns import store_turn
 from tests.conftest import ALICE_TOKEN
+from tests.rows import finish
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,7 +29,7 @@ def chat(alice: User) -> Conversation:
     frame = {"client_id": "a", "conversation": None, "text": "Look at $x^2$", "model": "m/x"}
     image = {"type": "file", "file": {"name": "dot.png", "data": base64.b64encode(PNG).decode()}}
     first = store_turn(alice, parse_send(frame | {"attachments": [image]}))
-    Message.objects.finish(
+    finish(
         first.reply.pk,
         content="A *square*.",
         status="complete",
@@ -40,7 +41,7 @@ def chat(alice: User) -> Conversation:
     second = store_turn(
         alice, parse_send(frame | {"client_id": "b", "conversation": first.conversation.public_id})
     )
-    Message.objects.finish(second.reply.pk, content="Half", status="stopped")
+    finish(second.reply.pk, content="Half", status="stopped")
     Conversation.objects.filter(pk=first.conversation.pk).update(system_prompt="Be brief.")
     return Conversation.objects.get(pk=first.conversation.pk)
 
@@ -89,7 +90,7 @@ def test_every_branch_round_trips_and_markdown_reads_the_visible_one(client, ali
     first = chat.messages.get(seq=1)
     edit = {"client_id": "e", "conversation": chat.public_id, "text": "Look again", "model": "m"}
     edited = store_turn(alice, parse_send(edit | {"edit": first.public_id}))
-    Message.objects.finish(edited.reply.pk, content="Still a square.", status="complete")
+    finish(edited.reply.pk, content="Still a square.", status="complete")
     data = exported(client, chat, "json").json()
     assert [(m["seq"], m["parent"]) for m in data["messages"]] == [
         (1, None),

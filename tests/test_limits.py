@@ -16,6 +16,7 @@ from chat.incoming_frames import SendRequest
 from chat.models import Message, TeamBudget, Usage, User
 from chat.replies.turns import Refused, Turn, store_turn, store_turns
 from tests.conftest import ALICE_TOKEN, BOB_TOKEN, service_or_skip
+from tests.rows import finish
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -86,7 +87,7 @@ def test_a_group_takes_only_the_minutes_sends_left(people, settings, counted_in,
     alice, _ = people
     settings.SEND_PER_MINUTE = 3
     earlier = store_turn(alice, send("earlier"))
-    Message.objects.finish(earlier.reply.pk, status=Message.Status.COMPLETE, content="ok")
+    finish(earlier.reply.pk, status=Message.Status.COMPLETE, content="ok")
 
     results = store_turns([(alice, send(f"a{i}")) for i in range(4)])
 
@@ -128,7 +129,7 @@ def test_the_limits_read_in_sql_answers_what_the_orm_answers(people, charlie):
     Usage.objects.create(user=bob, user_name="bob", cost=None)  # the price was unknown
     store_turn(alice, send("running"))  # a reply in flight, a send of this minute
     done = store_turn(bob, send("earlier"))
-    Message.objects.finish(done.reply.pk, status=Message.Status.COMPLETE, content="ok")
+    finish(done.reply.pk, status=Message.Status.COMPLETE, content="ok")
     Message.objects.filter(author=bob).update(created_at=now - timedelta(minutes=2))
     pks = [alice.pk, bob.pk, charlie.pk]
 

@@ -27,6 +27,7 @@ from chat.models import (
     User,
     share_token_hash,
 )
+from tests.rows import finish
 
 pytestmark = pytest.mark.django_db
 
@@ -530,7 +531,7 @@ def chat_with_file(alice):
     image = {"type": "file", "file": {"name": "dot.png", "data": base64.b64encode(PNG).decode()}}
     frame = {"client_id": "f1", "conversation": None, "text": "see", "model": "m/x"}
     turn = store_turn(alice, parse_send(frame | {"attachments": [image]}))
-    Message.objects.finish(turn.reply.pk, status="complete", content="a dot")
+    finish(turn.reply.pk, status="complete", content="a dot")
     return turn.conversation
 
 
@@ -595,7 +596,7 @@ def two_branches(alice, chat_with_file):
     on_first = make_link(chat_with_file)
     frame = {"client_id": "f2", "conversation": chat_with_file.public_id, "model": "m/x"}
     edited = store_turn(alice, parse_send(frame | {"text": "see again", "edit": first.public_id}))
-    Message.objects.finish(edited.reply.pk, status="complete", content="the same dot")
+    finish(edited.reply.pk, status="complete", content="the same dot")
     on_second = make_link(chat_with_file)
     # The owner goes back to the first version: what the links show must not follow.
     switch_branch.__wrapped__(chat_with_file.pk, first.public_id)  # type: ignore[attr-defined]
@@ -644,7 +645,7 @@ def chat_of_files(alice: User, turns: int) -> Conversation:
     for i in range(turns):
         frame = {"client_id": f"t{turns}-{i}", "conversation": conversation, "model": "m/x"}
         turn = store_turn(alice, parse_send(frame | {"text": f"see {i}", "attachments": [image]}))
-        Message.objects.finish(turn.reply.pk, status="complete", content=f"dot {i}")
+        finish(turn.reply.pk, status="complete", content=f"dot {i}")
         conversation = turn.conversation.public_id
     return Conversation.objects.get(public_id=conversation)
 

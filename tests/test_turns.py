@@ -18,6 +18,7 @@ from chat.models import Conversation, Message, NoboxToken, User
 from chat.replies import generation, turns
 from chat.replies.intake import Intake
 from chat.replies.turns import Refused, Turn, store_turn, store_turns
+from tests import rows
 from tests.conftest import ALICE_TOKEN, BOB_TOKEN
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -35,7 +36,7 @@ def people(alice: User, bob: User, charlie: User) -> tuple[User, User, User]:
 
 
 def finish(reply: Message) -> None:
-    Message.objects.finish(reply.pk, status=Message.Status.COMPLETE, content="ok")
+    rows.finish(reply.pk, status=Message.Status.COMPLETE, content="ok")
 
 
 def outcome(result: Turn | Refused) -> tuple[str, ...]:

@@ -4,6 +4,7 @@ real database and the Nobox simulator over real HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 from decimal import Decimal
@@ -243,7 +244,7 @@ def test_replies_ending_together_are_written_in_one_transaction_each_with_its_ow
         return len(queries)
 
     few, many = endings(2), endings(7)
-    assert statements(few) == statements(many)  # one by one: 4 statements per reply
+    assert statements(few) == statements(many)  # one by one it was 4 statements a reply
     for ending in few + many:
         reply = Message.objects.get(pk=ending.reply_pk)
         record = UsageRecord.objects.get(message=reply)
@@ -253,6 +254,31 @@ def test_replies_ending_together_are_written_in_one_transaction_each_with_its_ow
         assert record.user_id == reply.conversation.owner_id
         priced = ending.model is not None
         assert (reply.cost is not None, reply.pricing == pricing) == (priced, priced)
+
+
+async def test_replies_ending_at_once_share_one_final_write(alice, monkeypatch):
+    groups: list[int] = []
+    write_alone_or_together = writes.finish_replies
+
+    def counted(endings: list[writes.Ending]) -> Any:
+        groups.append(len(endings))
+        return write_alone_or_together(endings)
+
+    monkeypatch.setattr(writes, "finish_replies", counted)
+    replies = [await streaming_reply(alice, "partial") for _ in range(5)]
+    outcome = writes.Outcome(Message.Status.COMPLETE, "stop", Usage(1, 1, 2))
+    final_writes = writes.final_writes()  # this test's loop: made with the counted function
+
+    written = await asyncio.gather(
+        *(
+            final_writes.submit(writes.Ending(reply.pk, f"text {i}", outcome, None))
+            for i, reply in enumerate(replies)
+        )
+    )
+
+    assert [message.content for message in written] == [f"text {i}" for i in range(5)]
+    assert groups == [5]  # handed in before the first write began: one write for all
+    assert await UsageRecord.objects.filter(message__in=replies).acount() == 5
 
 
 def test_a_reply_that_cannot_be_written_fails_alone_and_the_others_land(alice):
