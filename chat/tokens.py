@@ -47,7 +47,10 @@ class TokenProblem(Exception):
         self.message = message
 
 
-PROBLEMS = {
+# Why a token cannot be used: the code and the message the person is shown.
+Problem = tuple[str, StrOrPromise]
+
+PROBLEMS: dict[State, Problem] = {
     State.EXPIRED: (
         "token_expired",
         _("Your Nobox token has expired. Save a new one in Settings or ask your admin."),
@@ -64,8 +67,8 @@ PROBLEMS = {
         _("Nobox rejected your token (401). Replace it in Settings, then retry."),
     ),
 }
-NO_TOKEN = ("no_token", _("Save your Nobox token in Settings before chatting."))
-UNREADABLE = (
+NO_TOKEN: Problem = ("no_token", _("Save your Nobox token in Settings before chatting."))
+UNREADABLE: Problem = (
     "token_unreadable",
     _("Your saved Nobox token can no longer be read. Please re-enter it in Settings."),
 )
@@ -325,27 +328,28 @@ def usable_tokens(users: list[User]) -> dict[int, UsableToken]:
 def _choose(
     user: User, own: NoboxToken | None, team_token: Callable[[], NoboxToken | None]
 ) -> UsableToken:
-    own_problem: tuple[str, StrOrPromise] = NO_TOKEN
+    own_problem = NO_TOKEN
     if own is not None:
-        plain, own_problem = _read(own)
-        if plain is not None:
-            return UsableToken(plain, own.pk, "own", own.last_used_at)
+        read = _read(own)
+        if isinstance(read, str):
+            return UsableToken(read, own.pk, "own", own.last_used_at)
+        own_problem = read
     team = team_token()  # only looked up when it may be needed
     if _team_allows(team, user):
-        plain, _ = _read(team)
-        if plain is not None:
-            return UsableToken(plain, team.pk, "team", team.last_used_at)
-    raise TokenProblem(*own_problem)
+        read = _read(team)
+        if isinstance(read, str):
+            return UsableToken(read, team.pk, "team", team.last_used_at)
+    raise TokenProblem(*own_problem)  # the person's own: the team token is the admin's affair
 
 
-def _read(record: NoboxToken) -> tuple[str | None, tuple[str, StrOrPromise]]:
-    """(the token in plain text, NO_TOKEN) when usable, else (None, the reason it is not)."""
+def _read(record: NoboxToken) -> str | Problem:
+    """The token in plain text, or why it cannot be used (decrypted once: checked and read)."""
     if record.state != State.ACTIVE:
-        return None, PROBLEMS[State(record.state)]
+        return PROBLEMS[State(record.state)]
     try:
-        return decrypt(record.ciphertext), NO_TOKEN
+        return decrypt(record.ciphertext)
     except TokenUnreadable:
-        return None, UNREADABLE
+        return UNREADABLE
 
 
 def _team_token() -> NoboxToken | None:
@@ -363,7 +367,7 @@ def _team_allows(team: NoboxToken | None, user: User) -> TypeGuard[NoboxToken]:
 
 def team_token_available(user: User) -> bool:
     team = _team_token_for(user)
-    return team is not None and _read(team)[0] is not None
+    return team is not None and isinstance(_read(team), str)
 
 
 # --- key rotation --------------------------------------------------------------------------------
