@@ -32,6 +32,7 @@ MONEY: DecimalField[Any, Any] = DecimalField(max_digits=14, decimal_places=8)
 
 class OverBudget(Exception):
     code = "budget_exceeded"
+    retry_after = None  # no wait helps: the month or an admin must change it
 
     def __init__(self, message: StrOrPromise) -> None:
         super().__init__(message)

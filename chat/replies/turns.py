@@ -14,7 +14,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django_stubs_ext import StrOrPromise
 
-from chat import attachments, branches, limits, rate_limits, tokens
+from chat import attachments, branches, limits, tokens
 from chat.incoming_frames import SendRequest
 from chat.models import Attachment, Conversation, Message, NoboxToken, User, WireMessage
 from chat.nobox import ChatRequest
@@ -173,10 +173,8 @@ def _within_limits(user: User, client_id: str) -> None:
     stored: two sends at once, from any processes, cannot both take the last cent or the last
     slot (chat.limits)."""
     refusal = limits.Quota([user]).refusal(user, client_id)
-    if isinstance(refusal, rate_limits.RateLimited):
-        raise Refused(refusal.code, refusal.message, refusal.retry_after)
     if refusal is not None:
-        raise Refused(refusal.code, refusal.message)
+        raise Refused(refusal.code, refusal.message, refusal.retry_after)
 
 
 def store_turns(sends: Sequence[tuple[User, SendRequest]]) -> list[Turn | Refused]:
